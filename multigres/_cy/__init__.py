@@ -1,0 +1,1 @@
+"""Compiled extensions, built from pyx/ by setup.py."""
