@@ -484,6 +484,22 @@ class PgInstance:
         self._save_spec()
         self.start()
 
+    def wait_replicas_streaming(self, names: list[str], timeout: float = 60) -> None:
+        """Wait until each named replica streams from this primary."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            streaming = {r["name"] for r in st.replicas if r["state"] == "streaming"}
+            missing = [n for n in names if n not in streaming]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise PgctldError(
+                    f"replica(s) {', '.join(missing)} not streaming from {st.name} after "
+                    f"{timeout:.0f}s; see their postgres.log"
+                )
+            time.sleep(0.05)
+
     def set_durability(self, durability: Durability | None) -> None:
         """Apply a durability policy (synchronous_standby_names = ANY k (...)) and reload."""
         if durability is not None:
