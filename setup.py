@@ -17,7 +17,8 @@ from setuptools import Extension, setup
 ROOT = Path(__file__).parent
 PYX = ROOT / "pyx"
 CSRC = ROOT / "csrc"
-# MULTIGRES_DEBUG=1 compiles the debug checks in (see pyx/debug.pxi); release builds drop them.
+# MULTIGRES_DEBUG=1 compiles the debug checks in (`DEF MG_DEBUG = MULTIGRES_DEBUG` in each
+# .pyx, then `if MG_DEBUG:` blocks); release builds drop them at compile time.
 DEBUG = os.environ.get("MULTIGRES_DEBUG", "0") == "1"
 
 

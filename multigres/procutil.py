@@ -29,7 +29,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def terminate(pid: int, timeout: float = 10.0) -> bool:
-    """SIGTERM ``pid``, then SIGKILL if it is still alive after ``timeout``. True if it was alive."""
+    """SIGTERM ``pid``, then SIGKILL if still alive after ``timeout``. True if it was alive."""
     if not pid_alive(pid):
         return False
     try:

@@ -1,0 +1,1 @@
+"""``multigres cluster``: a local cluster (etcd, Postgres primaries, replicas) on one machine."""

@@ -1,0 +1,274 @@
+"""The local cluster's configuration file (YAML), with validation that names the bad field.
+
+The default (``multigres cluster init``): one cell ``zone1``, database ``postgres`` with one
+unsharded tablegroup whose shard ``0`` has a primary and two replicas, and a durability policy
+under which any 1 replica must acknowledge each commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multigres.netutil import split_hostport
+from multigres.topo.keyrange import KeyRange, KeyRangeError, canonical_shard_name, check_coverage
+
+
+class ConfigError(Exception):
+    """The configuration file is wrong; the message names the file and the field."""
+
+
+DEFAULT_CONFIG = """\
+# Multigres local cluster. `multigres cluster start` brings it up; `stop` brings it down.
+etcd:
+  listen: 127.0.0.1:2379      # client address; the topology lives here
+  peer_port: 2380
+topo_root: /multigres
+postgres:
+  bin_dir: null               # null: /usr/lib/postgresql/15/bin, or $MULTIGRES_PG_BIN
+  user: postgres              # superuser, also used for replication
+  password: postgres
+  listen: 127.0.0.1
+  base_port: 25432            # instances get base_port, base_port + 1, ...
+  settings:                   # extra postgresql.conf settings for every instance
+    shared_buffers: 128MB
+    max_connections: 200
+cells: [zone1]
+databases:
+  - name: postgres
+    durability:
+      num_sync: 1             # any 1 replica must have each commit's WAL before it is acknowledged
+    tablegroups:
+      - name: default
+        sharded: false
+        shards:
+          - name: "0"         # key range; "0" is the whole range (unsharded)
+            instances: [zone1, zone1, zone1]   # the cell of each; the first starts as primary
+"""
+
+
+@dataclass
+class ShardConfig:
+    name: str
+    instances: list[str]  # cells; the first is the initial primary
+
+
+@dataclass
+class TablegroupConfig:
+    name: str
+    sharded: bool
+    shards: list[ShardConfig]
+
+
+@dataclass
+class DatabaseConfig:
+    name: str
+    num_sync: int
+    tablegroups: list[TablegroupConfig]
+
+
+@dataclass
+class InstancePlan:
+    """One Postgres instance the config asks for, with its derived name and port."""
+
+    name: str
+    cell: str
+    port: int
+    database: str
+    tablegroup: str
+    shard: str
+    initial_primary: bool
+
+
+@dataclass
+class ClusterConfig:
+    path: Path
+    etcd_host: str = "127.0.0.1"
+    etcd_port: int = 2379
+    etcd_peer_port: int = 2380
+    topo_root: str = "/multigres"
+    pg_bin_dir: str | None = None
+    pg_user: str = "postgres"
+    pg_password: str = "postgres"
+    pg_listen: str = "127.0.0.1"
+    pg_base_port: int = 25432
+    pg_settings: dict[str, Any] = field(default_factory=dict)
+    cells: list[str] = field(default_factory=lambda: ["zone1"])
+    databases: list[DatabaseConfig] = field(default_factory=list)
+
+    def instances(self) -> list[InstancePlan]:
+        """Every instance in config order: names ``<cell>-<uid>``, uids from 100 up."""
+        out: list[InstancePlan] = []
+        for db in self.databases:
+            for tg in db.tablegroups:
+                for shard in tg.shards:
+                    for i, cell in enumerate(shard.instances):
+                        n = len(out)
+                        out.append(
+                            InstancePlan(
+                                name=f"{cell}-{100 + n}",
+                                cell=cell,
+                                port=self.pg_base_port + n,
+                                database=db.name,
+                                tablegroup=tg.name,
+                                shard=shard.name,
+                                initial_primary=(i == 0),
+                            )
+                        )
+        return out
+
+
+def _expect(cond: bool, path: Path, where: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: {where}: {msg}")
+
+
+def _mapping(obj: Any, path: Path, where: str, allowed: set[str]) -> dict[str, Any]:
+    _expect(isinstance(obj, dict), path, where, f"expected a mapping, got {type(obj).__name__}")
+    unknown = set(obj) - allowed
+    _expect(
+        not unknown,
+        path,
+        where,
+        f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: "
+        + ", ".join(sorted(allowed)),
+    )
+    return dict(obj)
+
+
+def _list(obj: Any, path: Path, where: str) -> list[Any]:
+    _expect(isinstance(obj, list) and bool(obj), path, where, "expected a non-empty list")
+    return list(obj)
+
+
+def _int(obj: Any, path: Path, where: str, lo: int = 0, hi: int = 65535) -> int:
+    _expect(
+        isinstance(obj, int) and not isinstance(obj, bool) and lo <= obj <= hi,
+        path,
+        where,
+        f"expected an integer from {lo} to {hi}, got {obj!r}",
+    )
+    return int(obj)
+
+
+def _str(obj: Any, path: Path, where: str) -> str:
+    _expect(isinstance(obj, str) and obj != "", path, where, f"expected a string, got {obj!r}")
+    return str(obj)
+
+
+def parse(text: str, path: Path) -> ClusterConfig:
+    """Parse and validate a cluster config; ConfigError names the file and field on error."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    top = _mapping(
+        raw,
+        path,
+        "top level",
+        {"etcd", "topo_root", "postgres", "cells", "databases"},
+    )
+    cfg = ClusterConfig(path=path)
+    etcd = _mapping(top.get("etcd", {}), path, "etcd", {"listen", "peer_port"})
+    if "listen" in etcd:
+        try:
+            cfg.etcd_host, cfg.etcd_port = split_hostport(_str(etcd["listen"], path, "etcd.listen"))
+        except ValueError as e:
+            raise ConfigError(f"{path}: etcd.listen: {e}") from e
+    cfg.etcd_peer_port = _int(etcd.get("peer_port", cfg.etcd_peer_port), path, "etcd.peer_port", 1)
+    cfg.topo_root = _str(top.get("topo_root", cfg.topo_root), path, "topo_root")
+    _expect(cfg.topo_root.startswith("/"), path, "topo_root", "must start with '/'")
+    pg = _mapping(
+        top.get("postgres", {}),
+        path,
+        "postgres",
+        {"bin_dir", "user", "password", "listen", "base_port", "settings"},
+    )
+    if pg.get("bin_dir") is not None:
+        cfg.pg_bin_dir = _str(pg["bin_dir"], path, "postgres.bin_dir")
+    cfg.pg_user = _str(pg.get("user", cfg.pg_user), path, "postgres.user")
+    cfg.pg_password = _str(pg.get("password", cfg.pg_password), path, "postgres.password")
+    cfg.pg_listen = _str(pg.get("listen", cfg.pg_listen), path, "postgres.listen")
+    cfg.pg_base_port = _int(pg.get("base_port", cfg.pg_base_port), path, "postgres.base_port", 1)
+    settings = pg.get("settings") or {}
+    _expect(isinstance(settings, dict), path, "postgres.settings", "expected a mapping")
+    cfg.pg_settings = dict(settings)
+    cells = _list(top.get("cells", cfg.cells), path, "cells")
+    _expect(
+        all(isinstance(c, str) and c for c in cells), path, "cells", "expected a list of cell names"
+    )
+    cfg.cells = cells
+    dbs = _list(top.get("databases"), path, "databases")
+    for i, rdb in enumerate(dbs):
+        w = f"databases[{i}]"
+        db = _mapping(rdb, path, w, {"name", "durability", "tablegroups"})
+        dur = _mapping(db.get("durability", {}), path, f"{w}.durability", {"num_sync"})
+        num_sync = _int(dur.get("num_sync", 0), path, f"{w}.durability.num_sync", 0, 100)
+        tgs = _list(db.get("tablegroups"), path, f"{w}.tablegroups")
+        dbc = DatabaseConfig(_str(db.get("name"), path, f"{w}.name"), num_sync, [])
+        for j, rtg in enumerate(tgs):
+            wt = f"{w}.tablegroups[{j}]"
+            tg = _mapping(rtg, path, wt, {"name", "sharded", "shards"})
+            sharded = tg.get("sharded", False)
+            _expect(isinstance(sharded, bool), path, f"{wt}.sharded", "expected true or false")
+            shards = _list(tg.get("shards"), path, f"{wt}.shards")
+            tgc = TablegroupConfig(_str(tg.get("name"), path, f"{wt}.name"), sharded, [])
+            for k, rsh in enumerate(shards):
+                ws = f"{wt}.shards[{k}]"
+                sh = _mapping(rsh, path, ws, {"name", "instances"})
+                insts = _list(sh.get("instances"), path, f"{ws}.instances")
+                _expect(
+                    all(c in cfg.cells for c in insts),
+                    path,
+                    f"{ws}.instances",
+                    f"expected a non-empty list of cells from {cfg.cells}, got {insts!r}",
+                )
+                _expect(
+                    num_sync <= len(insts) - 1,
+                    path,
+                    f"{w}.durability.num_sync",
+                    f"needs {num_sync} replica(s) but shard {sh.get('name')!r} has "
+                    f"{len(insts) - 1}",
+                )
+                name = sh.get("name")
+                _expect(
+                    isinstance(name, str | int),
+                    path,
+                    f"{ws}.name",
+                    'expected a key range like "0", "-80" or "80-"',
+                )
+                try:
+                    canonical = canonical_shard_name(str(name))
+                except KeyRangeError as e:
+                    raise ConfigError(f"{path}: {ws}.name: {e}") from e
+                tgc.shards.append(ShardConfig(canonical, insts))
+            if not sharded:
+                _expect(
+                    [s.name for s in tgc.shards] == ["0"],
+                    path,
+                    f"{wt}.shards",
+                    'an unsharded tablegroup has exactly one shard, named "0"',
+                )
+            else:
+                try:
+                    check_coverage([KeyRange.parse(s.name) for s in tgc.shards])
+                except KeyRangeError as e:
+                    raise ConfigError(f"{path}: {wt}.shards: {e}") from e
+            dbc.tablegroups.append(tgc)
+        cfg.databases.append(dbc)
+    ports = [p.port for p in cfg.instances()]
+    _expect(max(ports) <= 65535, path, "postgres.base_port", "instance ports run past 65535")
+    return cfg
+
+
+def load(path: Path) -> ClusterConfig:
+    try:
+        text = path.read_text()
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"{path}: no such config file; `multigres cluster init` writes the default"
+        ) from e
+    return parse(text, path)
