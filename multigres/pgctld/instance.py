@@ -266,9 +266,21 @@ class PgInstance:
             inst.run_as.run(
                 [
                     inst._bin("pg_basebackup"),
-                    "-h", source.host, "-p", str(source.port), "-U", source.user,
-                    "-D", str(inst.data_dir),
-                    "-X", "stream", "-C", "-S", slot, "--checkpoint=fast", "--no-password",
+                    "-h",
+                    source.host,
+                    "-p",
+                    str(source.port),
+                    "-U",
+                    source.user,
+                    "-D",
+                    str(inst.data_dir),
+                    "-X",
+                    "stream",
+                    "-C",
+                    "-S",
+                    slot,
+                    "--checkpoint=fast",
+                    "--no-password",
                 ],
                 env={"PGPASSFILE": str(inst.pgpass), "PGAPPNAME": spec.name},
                 timeout=timeout,
@@ -326,8 +338,16 @@ class PgInstance:
         try:
             self.run_as.run(
                 [
-                    self._bin("pg_ctl"), "start", "-D", str(self.data_dir),
-                    "-l", str(self.log_file), "-w", "-t", str(int(timeout)), "-s",
+                    self._bin("pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "-s",
                 ],
                 timeout=timeout + 10,
                 what=f"starting {s.name}",
@@ -341,15 +361,35 @@ class PgInstance:
         if not self.is_running():
             return
         proc = self.run_as.run(
-            [self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast",
-             "-w", "-t", str(int(timeout)), "-s"],
+            [
+                self._bin("pg_ctl"),
+                "stop",
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-s",
+            ],
             timeout=timeout + 10,
             check=False,
         )
         if proc.returncode != 0 and self.is_running():
             self.run_as.run(
-                [self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate",
-                 "-w", "-t", str(int(timeout)), "-s"],
+                [
+                    self._bin("pg_ctl"),
+                    "stop",
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "-s",
+                ],
                 timeout=timeout + 10,
                 what=f"stopping {self.spec.name} (immediate)",
             )
@@ -402,7 +442,9 @@ class PgInstance:
                 time.sleep(0.05)
         raise PgctldError(f"{self.spec.name} not ready after {timeout:.0f}s: {last}")
 
-    def connect(self, dbname: str = "postgres", connect_timeout: int = 5) -> psycopg.Connection[Any]:
+    def connect(
+        self, dbname: str = "postgres", connect_timeout: int = 5
+    ) -> psycopg.Connection[Any]:
         ep = self.endpoint()
         return psycopg.connect(
             host=ep.host,
@@ -433,8 +475,16 @@ class PgInstance:
             self._save_spec()
             return
         self.run_as.run(
-            [self._bin("pg_ctl"), "promote", "-D", str(self.data_dir), "-w",
-             "-t", str(int(timeout)), "-s"],
+            [
+                self._bin("pg_ctl"),
+                "promote",
+                "-D",
+                str(self.data_dir),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-s",
+            ],
             timeout=timeout + 10,
             what=f"promoting {self.spec.name}",
         )
@@ -471,8 +521,14 @@ class PgInstance:
         with psycopg.connect(source.conninfo(), autocommit=True) as conn:
             conn.execute("CHECKPOINT")
         self.run_as.run(
-            [self._bin("pg_rewind"), "-D", str(self.data_dir),
-             "--source-server", source.conninfo(), "--no-sync"],
+            [
+                self._bin("pg_rewind"),
+                "-D",
+                str(self.data_dir),
+                "--source-server",
+                source.conninfo(),
+                "--no-sync",
+            ],
             env={"PGPASSFILE": str(self.pgpass)},
             timeout=timeout,
             what=f"pg_rewind of {self.spec.name}",
@@ -512,9 +568,7 @@ class PgInstance:
 
     def status(self) -> InstanceStatus:
         s = self.spec
-        st = InstanceStatus(
-            name=s.name, data_dir=str(self.data_dir), port=s.port, running=False
-        )
+        st = InstanceStatus(name=s.name, data_dir=str(self.data_dir), port=s.port, running=False)
         st.pid = self.pid()
         st.running = st.pid is not None
         if s.upstream:
@@ -579,7 +633,9 @@ def make_template(
     return template_dir
 
 
-def _initdb(bin_dir: Path, run_as: RunAs, data_dir: Path, spec: InstanceSpec, no_sync: bool) -> None:
+def _initdb(
+    bin_dir: Path, run_as: RunAs, data_dir: Path, spec: InstanceSpec, no_sync: bool
+) -> None:
     with tempfile.NamedTemporaryFile("w", prefix="pgctld-pw-", delete=False) as pw:
         pw.write(spec.password + "\n")
     try:
@@ -587,9 +643,16 @@ def _initdb(bin_dir: Path, run_as: RunAs, data_dir: Path, spec: InstanceSpec, no
         if run_as.switches:
             os.chown(pw.name, run_as.uid, run_as.gid)
         argv = [
-            str(bin_dir / "initdb"), "-D", str(data_dir), "-U", spec.superuser,
-            f"--pwfile={pw.name}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
-            "--encoding=UTF8", "--locale=C",
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            spec.superuser,
+            f"--pwfile={pw.name}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
         ]
         if no_sync:
             argv.append("--no-sync")

@@ -83,7 +83,7 @@ class RunAs:
         if self.switches:
             kwargs = {"user": self.uid, "group": self.gid, "extra_groups": []}
         try:
-            proc = subprocess.run(
+            proc: subprocess.CompletedProcess[str] = subprocess.run(
                 list(argv),
                 env=full_env,
                 capture_output=True,

@@ -60,11 +60,14 @@ class PgHarness:
             settings={**TEST_SETTINGS, **(settings or {})},
         )
 
-    def primary(self, name: str | None = None, settings: dict[str, Any] | None = None) -> PgInstance:
+    def primary(
+        self, name: str | None = None, settings: dict[str, Any] | None = None
+    ) -> PgInstance:
         """A running primary."""
         name = name or self._name("primary")
-        inst = PgInstance.create(self.base / name, self._spec(name, settings),
-                                 template=self.template())
+        inst = PgInstance.create(
+            self.base / name, self._spec(name, settings), template=self.template()
+        )
         self._instances.append(inst)
         inst.start()
         return inst
@@ -72,8 +75,12 @@ class PgHarness:
     def replica(self, primary: PgInstance, name: str | None = None) -> PgInstance:
         """A running streaming replica of ``primary``."""
         name = name or self._name("replica")
-        inst = PgInstance.clone(self.base / name, self._spec(name, primary.spec.settings),
-                                primary.endpoint(), start=False)
+        inst = PgInstance.clone(
+            self.base / name,
+            self._spec(name, primary.spec.settings),
+            primary.endpoint(),
+            start=False,
+        )
         self._instances.append(inst)
         inst.start()
         return inst
@@ -94,7 +101,7 @@ class PgHarness:
         for inst in reversed(self._instances):
             try:
                 inst.stop(timeout=10)
-            except Exception:  # noqa: BLE001 -- cleanup must reach every instance
+            except Exception:
                 inst.kill()
         self._instances.clear()
         shutil.rmtree(self.base, ignore_errors=True)

@@ -77,7 +77,7 @@ def test_commit_waits_for_a_replica_under_the_policy(pg_harness: PgHarness) -> N
             with primary.connect() as conn:
                 conn.execute("INSERT INTO acked VALUES (1)")
             done.set()
-        except BaseException as e:  # noqa: BLE001 -- reported by the assertion below
+        except BaseException as e:
             errors.append(e)
 
     t = threading.Thread(target=commit, daemon=True)
