@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -79,19 +80,23 @@ class RunAs:
             "HOME": self.home,
             **(env or {}),
         }
-        kwargs: dict[str, object] = {}
+        cmd = list(argv)
         if self.switches:
-            kwargs = {"user": self.uid, "group": self.gid, "extra_groups": []}
+            # setpriv (util-linux) drops privileges after the exec, not subprocess's
+            # user=/group=: those make Python fork() instead of vfork(), and a fork in a
+            # process with gRPC threads (the etcd client) runs gRPC's fork handlers, which
+            # crashed children here. Without them the child is a plain vfork + exec.
+            cmd = [_setpriv(), f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
+                   "--", *cmd]
         try:
             proc: subprocess.CompletedProcess[str] = subprocess.run(
-                list(argv),
+                cmd,
                 env=full_env,
                 capture_output=True,
                 text=True,
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
                 cwd="/",
-                **kwargs,  # type: ignore[call-overload]
             )
         except subprocess.TimeoutExpired as e:
             raise CommandFailed(
@@ -103,6 +108,16 @@ class RunAs:
                 f"{what or Path(argv[0]).name} failed (exit {proc.returncode}): {out}"
             )
         return proc
+
+
+def _setpriv() -> str:
+    path = shutil.which("setpriv") or "/usr/bin/setpriv"
+    if not os.access(path, os.X_OK):
+        raise PgctldError(
+            "running as root needs setpriv (util-linux) to run Postgres as another user; "
+            "install it with `apt-get install util-linux`"
+        )
+    return path
 
 
 def resolve_run_as(name: str | None = None) -> RunAs:
