@@ -45,9 +45,8 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@[ -x $(VPY) ] || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip setuptools wheel
-	$(VPY) -m pip install -q -e '.[test]' --no-build-isolation || \
-	  { $(VPY) -m pip install -q 'Cython>=3.1,<3.3' && $(VPY) -m pip install -q -e '.[test]' --no-build-isolation; }
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel 'Cython>=3.1,<3.3'
+	$(VPY) -m pip install -q -e '.[test]' --no-build-isolation
 	@touch $(STAMP)
 
 # Rebuild the compiled extensions in place only when their sources changed.
