@@ -22,7 +22,7 @@ status:
 	$(VENV)/bin/multigres cluster status
 
 test: bootstrap
-	$(VENV)/bin/ruff check multigres tests bench setup.py
+	$(VENV)/bin/ruff check multigres tests bench setup.py bench/pgbench_compare
 	$(VENV)/bin/mypy multigres tests bench
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

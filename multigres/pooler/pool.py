@@ -1,0 +1,200 @@
+"""A pool of server connections for one (user, database).
+
+Idle backends are kept most-recently-used last, so the hottest backend (warm caches, already
+prepared statements) is handed out first, and a client's previous backend when it is idle
+(affinity: what it prepared and set is still there, and pg_backend_pid() stays the same).
+Clients that find no idle backend wait in FIFO order, each with its own deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from multigres.pooler.errors import PoolerError
+from multigres.wire import sqlstate as codes
+
+if TYPE_CHECKING:
+    from multigres.pooler.backend import Backend
+
+
+class Waiter(Protocol):
+    """A client waiting for a backend."""
+
+    def on_backend(self, backend: Backend) -> None: ...
+    def on_backend_error(self, error: PoolerError) -> None: ...
+
+
+Connector = Callable[["Pool"], "asyncio.Future[Backend]"]
+
+
+class Pool:
+    def __init__(
+        self,
+        user: str,
+        database: str,
+        size: int,
+        connector: Connector,
+        *,
+        wait_timeout: float = 120.0,
+        lifetime: float = 3600.0,
+        idle_timeout: float = 600.0,
+    ) -> None:
+        self.user = user
+        self.database = database
+        self.size = size
+        self._connector = connector
+        self.wait_timeout = wait_timeout
+        self.lifetime = lifetime
+        self.idle_timeout = idle_timeout
+        self.idle: dict[Backend, None] = {}  # insertion-ordered set, MRU last
+        self.active: set[Backend] = set()
+        self.connecting = 0
+        self.waiters: deque[tuple[Waiter, asyncio.TimerHandle | None]] = deque()
+        self.paused = False
+        # Stats for SHOW POOLS / metrics.
+        self.total_waits = 0
+        self.total_wait_time = 0.0
+        self.max_wait = 0.0
+        self.connect_errors = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.user, self.database)
+
+    def total(self) -> int:
+        return len(self.idle) + len(self.active) + self.connecting
+
+    # -- checkout ---------------------------------------------------------------------------
+
+    def acquire(self, waiter: Waiter, prefer: Backend | None = None) -> Backend | None:
+        """An idle backend now, or None: then ``waiter.on_backend`` is called later."""
+        if not self.paused and self.idle and not self.waiters:
+            if prefer is not None and prefer in self.idle:
+                del self.idle[prefer]
+                backend = prefer
+            else:
+                backend, _ = self.idle.popitem()
+            self.active.add(backend)
+            return backend
+        loop = asyncio.get_running_loop()
+        timer = None
+        if self.wait_timeout > 0:
+            timer = loop.call_later(self.wait_timeout, self._wait_expired, waiter)
+        self.waiters.append((waiter, timer))
+        self.total_waits += 1
+        self._grow()
+        return None
+
+    def cancel_wait(self, waiter: Waiter) -> None:
+        for i, (w, timer) in enumerate(self.waiters):
+            if w is waiter:
+                if timer is not None:
+                    timer.cancel()
+                del self.waiters[i]
+                return
+
+    def _wait_expired(self, waiter: Waiter) -> None:
+        self.cancel_wait(waiter)
+        waiter.on_backend_error(
+            PoolerError(
+                codes.TOO_MANY_CONNECTIONS,
+                f"no server connection became free within {self.wait_timeout:g} s "
+                f"(pool for user {self.user!r}, database {self.database!r} has "
+                f"{self.size} connections, all busy)",
+                hint="raise --pool-size or --query-wait-timeout, or shorten transactions",
+            )
+        )
+
+    def _grow(self) -> None:
+        """Open backends for waiters while under the size limit."""
+        while self.waiters and self.total() < self.size and not self.paused:
+            needed = len(self.waiters) - self.connecting
+            if needed <= 0:
+                return
+            self.connecting += 1
+            fut = self._connector(self)
+            fut.add_done_callback(self._connected)
+
+    def _connected(self, fut: asyncio.Future[Backend]) -> None:
+        self.connecting -= 1
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self.connect_errors += 1
+            err = exc if isinstance(exc, PoolerError) else PoolerError(
+                codes.CONNECTION_FAILURE, f"could not connect to the server: {exc}"
+            )
+            # Nothing else will come for the waiters if no backend is left or coming.
+            if not self.active and not self.idle and not self.connecting:
+                while self.waiters:
+                    waiter, timer = self.waiters.popleft()
+                    if timer is not None:
+                        timer.cancel()
+                    waiter.on_backend_error(err)
+            elif self.waiters:
+                waiter, timer = self.waiters.popleft()
+                if timer is not None:
+                    timer.cancel()
+                waiter.on_backend_error(err)
+            return
+        backend = fut.result()
+        self.idle[backend] = None
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.waiters and self.idle and not self.paused:
+            waiter, timer = self.waiters.popleft()
+            if timer is not None:
+                timer.cancel()
+            backend, _ = self.idle.popitem()
+            self.active.add(backend)
+            waiter.on_backend(backend)
+
+    # -- return -----------------------------------------------------------------------------
+
+    def release(self, backend: Backend) -> None:
+        """A client is done with ``backend`` (idle, no transaction, nothing pinned)."""
+        self.active.discard(backend)
+        now = time.monotonic()
+        if backend.closed or (self.lifetime > 0 and now - backend.created_at > self.lifetime):
+            backend.close()
+            self._grow()
+            return
+        backend.last_used = now
+        self.idle[backend] = None
+        self._dispatch()
+
+    def forget(self, backend: Backend) -> None:
+        """``backend`` is gone (closed, broken): make room for a new one."""
+        self.active.discard(backend)
+        self.idle.pop(backend, None)
+        self._grow()
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def reap(self, now: float) -> None:
+        """Close idle backends past their idle timeout or lifetime."""
+        for backend in list(self.idle):
+            too_old = self.lifetime > 0 and now - backend.created_at > self.lifetime
+            too_idle = self.idle_timeout > 0 and now - backend.last_used > self.idle_timeout
+            if too_old or too_idle:
+                del self.idle[backend]
+                backend.close()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._grow()
+        self._dispatch()
+
+    def close_idle(self) -> None:
+        for backend in list(self.idle):
+            backend.close()
+        self.idle.clear()

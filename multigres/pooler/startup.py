@@ -1,0 +1,200 @@
+"""The startup phase of a client connection: SSLRequest, GSSENCRequest, CancelRequest,
+StartupMessage, then authentication, then login.
+
+Runs in the client protocol's ``data_received`` (synchronously); the two steps that need I/O
+(the TLS handshake, looking up a user's credential with the auth query) run as tasks while
+the client's reading is paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import TYPE_CHECKING, cast
+
+from multigres.pooler import msgs
+from multigres.pooler.client import ADMIN_DATABASES, AUTH, CLOSED, STARTUP, Client
+from multigres.pooler.errors import PoolerError
+from multigres.wire import sqlstate as codes
+from multigres.wire.auth import AuthExchange, AuthMethod, AuthRequest, ScramPassThrough
+from multigres.wire.auth_errors import AuthFailed
+
+if TYPE_CHECKING:
+    from multigres.pooler.server import PoolerServer
+
+_P = ord("p")
+
+
+class StartupHandler:
+    def __init__(self, server: PoolerServer) -> None:
+        self.server = server
+
+    def handle(self, client: Client) -> None:
+        rb = client.rbuf
+        while client.state == STARTUP:
+            if getattr(client, "_busy", False):
+                return
+            if not rb.take_startup_message():
+                return
+            code = rb.read_int32()
+            if code == msgs.SSL_REQUEST_CODE:
+                self._ssl_request(client)
+            elif code == msgs.GSSENC_REQUEST_CODE:
+                # No GSSAPI encryption here: 'N' tells the client to go on without it.
+                client.transport.write(b"N")  # type: ignore[union-attr]
+            elif code == msgs.CANCEL_REQUEST_CODE:
+                pid, key = rb.read_int32(), rb.read_int32()
+                self.server.cancel(pid, key)
+                client.state = CLOSED
+                client.transport.close()  # type: ignore[union-attr]
+                return
+            elif code >> 16 == 3:
+                params = msgs.parse_startup_params(rb.consume_message())
+                self._startup(client, code & 0xFFFF, params)
+            else:
+                raise PoolerError(
+                    codes.FEATURE_NOT_SUPPORTED,
+                    f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: server "
+                    "supports 3.0",
+                )
+        while client.state == AUTH and not getattr(client, "_busy", False):
+            if not rb.take_message():
+                return
+            if rb.get_message_type() != _P:
+                raise PoolerError(
+                    codes.PROTOCOL_VIOLATION,
+                    f"expected a password message, got message type {chr(rb.get_message_type())!r}",
+                )
+            self._auth_step(client, rb.consume_message())
+
+    # -- TLS --------------------------------------------------------------------------------
+
+    def _ssl_request(self, client: Client) -> None:
+        assert client.transport is not None
+        ctx = self.server.tls_context
+        if ctx is None:
+            client.transport.write(b"N")
+            return
+        if client.rbuf.buffered():
+            # Bytes after SSLRequest and before the handshake could be injected by a man in
+            # the middle (CVE-2021-23214): refuse them.
+            raise PoolerError(codes.PROTOCOL_VIOLATION,
+                              "received unencrypted data after SSL request")
+        client.transport.write(b"S")
+        client._busy = True  # type: ignore[attr-defined]
+
+        async def handshake() -> None:
+            loop = asyncio.get_running_loop()
+            assert client.transport is not None
+            try:
+                new = await loop.start_tls(client.transport, client, ctx, server_side=True)
+            except (OSError, ConnectionError) as e:
+                client.transport.close()
+                client.state = CLOSED
+                del e
+                return
+            client.transport = cast(asyncio.Transport, new)
+            client._busy = False  # type: ignore[attr-defined]
+            client.tls = True  # type: ignore[attr-defined]
+            self.handle(client)
+
+        self.server.spawn(handshake())
+
+    # -- StartupMessage -----------------------------------------------------------------------
+
+    def _startup(self, client: Client, minor: int, params: dict[str, str]) -> None:
+        assert client.transport is not None
+        unknown = sorted(k for k in params if k.startswith("_pq_."))
+        if minor > 0 or unknown:
+            # We speak 3.0: tell the client so, and which protocol options we ignore.
+            body = struct.pack("!ii", 0, len(unknown)) + b"".join(
+                k.encode() + b"\x00" for k in unknown)
+            client.transport.write(b"v" + struct.pack("!i", len(body) + 4) + body)
+            for k in unknown:
+                del params[k]
+        user = params.get("user")
+        if not user:
+            raise PoolerError(codes.INVALID_AUTHORIZATION_SPECIFICATION,
+                              "no PostgreSQL user name specified in startup packet")
+        database = params.get("database") or user
+        if params.get("replication", "false").lower() not in ("false", "0", "off", "no"):
+            raise PoolerError(codes.FEATURE_NOT_SUPPORTED,
+                              "replication connections are not supported by the pooler",
+                              hint="connect to Postgres directly for replication")
+        server = self.server
+        if len(server.clients) > server.config.max_client_conn:
+            raise PoolerError(
+                codes.TOO_MANY_CONNECTIONS,
+                f"sorry, too many clients already (max_client_conn = "
+                f"{server.config.max_client_conn})",
+            )
+        client.user, client.database, client.params = user, database, params
+        client.state = AUTH
+        method = AuthMethod.parse(server.config.auth)
+        if database in ADMIN_DATABASES and method is AuthMethod.TRUST:
+            method = AuthMethod.TRUST
+        client._busy = True  # type: ignore[attr-defined]
+
+        async def lookup() -> None:
+            try:
+                cred = await server.credentials.lookup(user) if method is not AuthMethod.TRUST \
+                    else None
+            except PoolerError as e:
+                client.fatal(e)
+                return
+            client._busy = False  # type: ignore[attr-defined]
+            if client.state == CLOSED:
+                return
+            client._auth = AuthExchange(method, user, cred)
+            try:
+                self._send_requests(client, client._auth.start())
+            except (AuthFailed, PoolerError) as e:
+                self._auth_failed(client, e)
+                return
+            self.handle(client)
+
+        server.spawn(lookup())
+
+    def _auth_step(self, client: Client, payload: bytes) -> None:
+        try:
+            self._send_requests(client, client._auth.feed(payload))
+        except AuthFailed as e:
+            self._auth_failed(client, e)
+
+    def _send_requests(self, client: Client, requests: list[AuthRequest]) -> None:
+        exchange: AuthExchange = client._auth
+        for req in requests:
+            if req.code != 0:
+                client.send(req.message())
+        client.flush()
+        if exchange.done:
+            self._authenticated(client, exchange)
+
+    def _auth_failed(self, client: Client, e: AuthFailed | PoolerError) -> None:
+        self.server.stats.auth_failures += 1
+        if isinstance(e, PoolerError):
+            client.fatal(e)
+        else:
+            client.fatal(PoolerError(e.sqlstate, e.message, detail=e.detail))
+
+    def _authenticated(self, client: Client, exchange: AuthExchange) -> None:
+        server = self.server
+        if exchange.password is not None:
+            server.credentials.learn_password(client.user, exchange.password.decode())
+        else:
+            secret = ScramPassThrough.from_exchange(exchange)
+            if secret is not None:
+                server.credentials.learn_scram(client.user, secret)
+        client._auth = None
+        if client.database in ADMIN_DATABASES:
+            if client.user not in server.config.admin_users:
+                client.fatal(PoolerError(
+                    codes.INVALID_AUTHORIZATION_SPECIFICATION,
+                    f"user {client.user!r} may not use the admin console",
+                    hint="add the user to admin_users in the pooler's configuration",
+                ))
+                return
+            server.start_admin(client)
+            return
+        client.login(client.user, client.database, client.params)
+

@@ -1,0 +1,107 @@
+"""Splitting a simple-query string into statements, Postgres's lexical rules (no parser).
+
+Handles '...' strings (with '' escapes), E'...' strings (with backslash escapes), "..."
+identifiers, $tag$...$tag$ bodies, -- and nested /* */ comments. Used on the rare statements
+the pooler must look inside (SET, LISTEN, ...), never on every query.
+"""
+
+from __future__ import annotations
+
+
+def _skip_dollar(sql: str, i: int) -> int | None:
+    """If a dollar-quote tag starts at i, return the index after its closing tag."""
+    j = i + 1
+    n = len(sql)
+    while j < n and (sql[j].isalnum() or sql[j] == "_"):
+        j += 1
+    if j >= n or sql[j] != "$":
+        return None
+    if j > i + 1 and sql[i + 1].isdigit():
+        return None  # $1 is a parameter, not a tag
+    tag = sql[i : j + 1]
+    end = sql.find(tag, j + 1)
+    return n if end < 0 else end + len(tag)
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of ``sql``, stripped, without their ';' (empty ones dropped)."""
+    out: list[str] = []
+    start = 0
+    i = 0
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if c == "'" or (c in "eE" and i + 1 < n and sql[i + 1] == "'"
+                        and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_"))):
+            backslash = c != "'"
+            i += 1 if c == "'" else 2
+            while i < n:
+                if backslash and sql[i] == "\\":
+                    i += 2
+                    continue
+                if sql[i] == "'":
+                    if i + 1 < n and sql[i + 1] == "'":
+                        i += 2
+                        continue
+                    break
+                i += 1
+            i += 1
+        elif c == '"':
+            i += 1
+            while i < n:
+                if sql[i] == '"':
+                    if i + 1 < n and sql[i + 1] == '"':
+                        i += 2
+                        continue
+                    break
+                i += 1
+            i += 1
+        elif c == "-" and sql.startswith("--", i):
+            nl = sql.find("\n", i)
+            i = n if nl < 0 else nl + 1
+        elif c == "/" and sql.startswith("/*", i):
+            depth = 1
+            i += 2
+            while i < n and depth:
+                if sql.startswith("/*", i):
+                    depth += 1
+                    i += 2
+                elif sql.startswith("*/", i):
+                    depth -= 1
+                    i += 2
+                else:
+                    i += 1
+        elif c == "$":
+            end = _skip_dollar(sql, i)
+            i = end if end is not None else i + 1
+        elif c == ";":
+            stmt = sql[start:i].strip()
+            if stmt:
+                out.append(stmt)
+            i += 1
+            start = i
+        else:
+            i += 1
+    stmt = sql[start:].strip()
+    if stmt:
+        out.append(stmt)
+    return out
+
+
+def strip_comments(stmt: str) -> str:
+    """``stmt`` with leading comments and whitespace removed."""
+    while True:
+        s = stmt.lstrip()
+        if s.startswith("--"):
+            nl = s.find("\n")
+            stmt = "" if nl < 0 else s[nl + 1 :]
+        elif s.startswith("/*"):
+            end = s.find("*/")
+            stmt = "" if end < 0 else s[end + 2 :]
+        else:
+            return s
+
+
+def words(stmt: str, count: int) -> list[str]:
+    """The first ``count`` whitespace-separated words of ``stmt``, lower-cased."""
+    return [w.lower() for w in strip_comments(stmt).split(None, count)[:count]]
