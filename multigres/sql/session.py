@@ -84,8 +84,18 @@ def normalize_name(name: str) -> str:
     return ".".join(out)
 
 
+# Substrings one of which every statement with a session effect contains (lower-cased).
+# Plain `in` tests are memchr-fast; the regex above runs only when one of them is present.
+_NEEDLES = ("set", "listen", "prepare", "deallocate", "declare", "close", "temp", "advisory",
+            "discard", "load")
+
+
 def may_have_effects(sql: str) -> bool:
-    return _MAYBE.search(sql) is not None
+    low = sql.lower()
+    for needle in _NEEDLES:
+        if needle in low:
+            return _MAYBE.search(sql) is not None
+    return False
 
 
 def session_effects(sql: str) -> list[Effect]:
