@@ -1,9 +1,16 @@
-"""multipooler's settings: command-line flags, optionally a config file (YAML) underneath."""
+"""multipooler's settings: command-line flags, optionally a config file (YAML) underneath.
+
+The file's keys are the long flag names with underscores (``pool_size: 20``, ``listen:
+127.0.0.1:6432``); a flag given on the command line wins over the file. RELOAD (the admin
+console, or SIGHUP) reads the file again: the settings in ``CHANGEABLE`` take effect at once,
+the others are reported as needing a restart and keep their value.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,17 +66,39 @@ class PoolerConfig:
     database: str | None = None
     tablegroup: str = "default"
     shard: str = "0"
+    # Seconds between the averages of SHOW STATS, and between health polls of Postgres.
+    stats_period: float = 60.0
+    health_interval: float = 1.0
+    # The command line the settings came from (for RELOAD); None when built in code (then
+    # RELOAD re-reads the userlist only). Not a setting.
+    argv: list[str] | None = field(default=None, repr=False)
 
     @property
     def listen(self) -> str:
         return f"{self.listen_host}:{self.listen_port}"
 
 
+# Settings that RELOAD applies to a running pooler; every other one needs a restart.
+CHANGEABLE = frozenset({
+    "pool_size", "auth", "userlist", "auth_query", "max_client_conn", "query_wait_timeout",
+    "idle_transaction_timeout", "query_timeout", "client_idle_timeout", "server_lifetime",
+    "server_idle_timeout", "server_connect_timeout", "max_message_size", "admin_users",
+    "pg_password", "stats_period", "health_interval",
+})
+# Not settings: derived or bookkeeping fields.
+_NOT_SETTINGS = frozenset({"listen_host", "listen_port", "argv"})
+_SECRETS = frozenset({"pg_password"})
+
+
 _DURATIONS = {
     "query_wait_timeout", "idle_transaction_timeout", "query_timeout", "client_idle_timeout",
-    "server_lifetime", "server_idle_timeout", "server_connect_timeout",
+    "server_lifetime", "server_idle_timeout", "server_connect_timeout", "stats_period",
+    "health_interval",
 }
+_PORTS = {"http_port", "grpc_port", "pg_port"}
+_PATHS = {"userlist", "tls_cert", "tls_key", "server_tls_ca"}
 _AUTH_METHODS = ("trust", "cleartext", "md5", "scram")
+_SERVER_TLS = ("disable", "prefer", "require", "verify-ca", "verify-full")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", help="database this pooler serves (topology registration)")
     p.add_argument("--tablegroup")
     p.add_argument("--shard")
+    p.add_argument("--stats-period", type=float, help="seconds per SHOW STATS average")
+    p.add_argument("--health-interval", type=float, help="seconds between health polls")
+    p.add_argument("--admin-users", help="comma-separated users allowed on the admin console")
     return p
+
+
+def setting_names() -> list[str]:
+    """Every setting, as the config file spells it."""
+    return ["listen"] + [
+        f.name for f in dataclasses.fields(PoolerConfig) if f.name not in _NOT_SETTINGS
+    ]
 
 
 def _apply(cfg: PoolerConfig, key: str, value: Any, source: str) -> None:
@@ -123,48 +162,163 @@ def _apply(cfg: PoolerConfig, key: str, value: Any, source: str) -> None:
             raise ConfigError(f"{source}: listen: {e}") from e
         return
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    if key not in fields or key in ("listen_host", "listen_port"):
-        raise ConfigError(f"{source}: unknown setting {key!r}")
-    current = getattr(cfg, key)
-    try:
-        if key in _DURATIONS:
-            value = float(value)
-            if value < 0:
-                raise ValueError("must be >= 0")
-        elif isinstance(current, bool):
-            value = bool(value)
-        elif isinstance(current, int):
-            value = int(value)
-            if value < 0:
-                raise ValueError("must be >= 0")
-        elif key in ("userlist", "tls_cert", "tls_key", "server_tls_ca"):
-            value = Path(value) if value is not None else None
-        elif key == "admin_users":
-            value = [str(v) for v in (value if isinstance(value, list) else str(value).split(","))]
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{source}: {key}: bad value {value!r}: {e}") from e
+    if key not in fields or key in _NOT_SETTINGS:
+        close = difflib.get_close_matches(key, setting_names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{source}: unknown setting {key!r}{hint}")
+    setattr(cfg, key, _convert(key, getattr(cfg, key), value, source))
+
+
+def _convert(key: str, current: Any, value: Any, source: str) -> Any:
+    """``value`` (from YAML or a flag) as the type of setting ``key``; ConfigError naming the
+    key and the source when it does not fit."""
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: expected {expected}, got {value!r}")
+
+    if key in _DURATIONS:
+        if isinstance(value, bool):
+            raise bad("a number of seconds")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise bad("a number of seconds") from None
+        if out < 0:
+            raise bad("a number of seconds >= 0")
+        return out
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, bool) or isinstance(value, float):
+            raise bad("an integer")
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            raise bad("an integer") from None
+        if n < 0:
+            raise bad("an integer >= 0")
+        if key in _PORTS and n > 65535:
+            raise bad("a port number (0-65535)")
+        return n
+    if key in _PATHS:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str | Path):
+            raise bad("a file path")
+        return Path(value)
+    if key == "admin_users":
+        items = value if isinstance(value, list) else str(value).split(",")
+        users = [str(v).strip() for v in items if str(v).strip()]
+        if not users:
+            raise bad("a list of user names")
+        return users
+    if value is not None and not isinstance(value, str):
+        if isinstance(value, bool | list | dict):
+            raise bad("a string")
+        value = str(value)
     if key == "auth" and value not in _AUTH_METHODS:
         raise ConfigError(f"{source}: auth: {value!r} is not one of {', '.join(_AUTH_METHODS)}")
-    setattr(cfg, key, value)
+    if key == "server_tls" and value not in _SERVER_TLS:
+        raise ConfigError(
+            f"{source}: server_tls: {value!r} is not one of {', '.join(_SERVER_TLS)}")
+    return value
 
 
 def load(argv: list[str] | None = None) -> PoolerConfig:
+    if argv is None:
+        import sys
+
+        argv = sys.argv[1:]
     args = vars(build_parser().parse_args(argv))
     cfg = PoolerConfig()
+    cfg.argv = list(argv)
     path = args.pop("config", None)
     if path is not None:
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"cannot read config file {path}: {e}") from e
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings")
+            raise ConfigError(f"{path}: expected a mapping of settings (key: value lines)")
         for k, v in raw.items():
             _apply(cfg, str(k), v, str(path))
     for k, v in args.items():
         _apply(cfg, k, v, "--" + k.replace("_", "-"))
     if cfg.pool_size < 1:
-        raise ConfigError("--pool-size must be at least 1")
+        raise ConfigError("pool_size (--pool-size) must be at least 1")
+    if cfg.workers < 1:
+        raise ConfigError("workers (--workers) must be at least 1")
+    if cfg.workers > 64:
+        raise ConfigError("workers (--workers) must be at most 64")
+    if cfg.health_interval <= 0:
+        raise ConfigError("health_interval (--health-interval) must be above 0")
+    if cfg.stats_period <= 0:
+        raise ConfigError("stats_period (--stats-period) must be above 0")
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
+    if cfg.topo is not None and not cfg.database:
+        raise ConfigError("--topo needs --database (the database this pooler serves)")
     return cfg
+
+
+def setting_value(cfg: PoolerConfig, key: str) -> Any:
+    return cfg.listen if key == "listen" else getattr(cfg, key)
+
+
+def show(cfg: PoolerConfig) -> list[tuple[str, str, str, str]]:
+    """SHOW CONFIG: (key, value, default, changeable) per setting, secrets masked."""
+    default = PoolerConfig()
+    rows = []
+    for key in setting_names():
+        value, dflt = setting_value(cfg, key), setting_value(default, key)
+        if key in _SECRETS and value is not None:
+            value = "********"
+        rows.append((key, _text(value), _text(dflt), "yes" if key in CHANGEABLE else "no"))
+    return rows
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclass
+class ReloadResult:
+    applied: list[tuple[str, Any, Any]] = field(default_factory=list)
+    need_restart: list[tuple[str, Any, Any]] = field(default_factory=list)
+
+    def notices(self) -> list[str]:
+        out = [f"{k}: changed from {_text(_mask(k, a))!r} to {_text(_mask(k, b))!r}"
+               for k, a, b in self.applied]
+        out += [f"{k}: changed in the configuration ({_text(_mask(k, a))!r} -> "
+                f"{_text(_mask(k, b))!r}) but takes effect only after a restart"
+                for k, a, b in self.need_restart]
+        return out
+
+
+def _mask(key: str, value: Any) -> Any:
+    return "********" if key in _SECRETS and value is not None else value
+
+
+def reload(cfg: PoolerConfig) -> ReloadResult:
+    """Read the settings again from the same flags and config file; change ``cfg`` in place
+    for the settings that can change live. ConfigError (and ``cfg`` untouched) when the new
+    configuration is invalid."""
+    result = ReloadResult()
+    if cfg.argv is None:
+        return result
+    new = load(cfg.argv)
+    for key in setting_names():
+        old_v, new_v = setting_value(cfg, key), setting_value(new, key)
+        if old_v == new_v:
+            continue
+        if key in CHANGEABLE:
+            result.applied.append((key, old_v, new_v))
+        else:
+            result.need_restart.append((key, old_v, new_v))
+    for key, _, new_v in result.applied:
+        setattr(cfg, key, new_v)
+    return result

@@ -1,4 +1,9 @@
-"""The pooler process: listening socket, pools, client registry, cancel routing, upkeep."""
+"""The pooler process: listening socket, pools, client registry, cancel routing, upkeep.
+
+With ``--workers N`` each of N processes runs one PoolerServer on its own SO_REUSEPORT
+socket (see workers.py); a cancel key carries its worker's number in its top bits, so a
+CancelRequest that the kernel hands to another worker is forwarded without a lookup.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,17 @@ import socket
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from multigres.pooler import backend as backend_mod
 from multigres.pooler import msgs
 from multigres.pooler.client import Client
 from multigres.pooler.config import PoolerConfig
 from multigres.pooler.credentials import Credentials
+from multigres.pooler.meters import Meters, PoolTotals
 from multigres.pooler.pool import Pool
 from multigres.pooler.startup import StartupHandler
+from multigres.pooler.stats import PeriodStats
 
 log = logging.getLogger("multigres.pooler")
 
@@ -28,11 +35,65 @@ class Stats:
     cancels: int = 0
 
 
+# -- cancel keys across workers ---------------------------------------------------------------
+# A cancel key is 31 random bits (it travels as a signed int32). With N > 1 workers its top
+# bits hold the worker number, so any worker routes a CancelRequest by looking at the key.
+
+
+def worker_bits(workers: int) -> int:
+    return (workers - 1).bit_length() if workers > 1 else 0
+
+
+def key_for_worker(key: int, worker: int, workers: int) -> int:
+    bits = worker_bits(workers)
+    if not bits:
+        return key
+    shift = 31 - bits
+    return (worker << shift) | (key & ((1 << shift) - 1))
+
+
+def worker_of_key(key: int, workers: int) -> int:
+    bits = worker_bits(workers)
+    return (key & 0x7FFFFFFF) >> (31 - bits) if bits else 0
+
+
+class WorkerLink(Protocol):
+    """The channel from a worker to its siblings (through the parent), see workers.py."""
+
+    def forward_cancel(self, worker: int, pid: int, key: int) -> None: ...
+
+
+class ClientRegistry(dict[int, Client]):
+    """``PoolerServer.clients``; a client leaving it has its counters folded into the
+    totals (once per connection, off the per-query path)."""
+
+    def __init__(self, server: PoolerServer) -> None:
+        super().__init__()
+        self._server = server
+
+    def pop(self, key: int, default: Any = None) -> Any:
+        client = super().pop(key, default)
+        if client is not None:
+            self._server.client_closed(client)
+        return client
+
+
 class PoolerServer:
-    def __init__(self, config: PoolerConfig) -> None:
+    def __init__(self, config: PoolerConfig, *, worker: int = 0, workers: int = 1) -> None:
         self.config = config
+        self.worker = worker
+        self.workers = workers
+        self.link: WorkerLink | None = None
+        self.meters = Meters()
+        self.period = PeriodStats()
+        # Counters of clients and server connections that are gone, per (user, database).
+        self.totals: dict[tuple[str, str], PoolTotals] = {}
+        # Every server connection made and not yet folded into the totals.
+        self.backends: set[backend_mod.Backend] = set()
+        # client id -> when it connected (wall clock), for SHOW CLIENTS.
+        self.connect_times: dict[int, float] = {}
         self.pools: dict[tuple[str, str], Pool] = {}
-        self.clients: dict[int, Client] = {}
+        self.clients: dict[int, Client] = ClientRegistry(self)
         self.cancel_keys: dict[tuple[int, int], Client] = {}
         self.startup = StartupHandler(self)
         self.credentials = Credentials(config)
@@ -52,6 +113,35 @@ class PoolerServer:
     def next_client_id(self) -> int:
         self._next_id += 1
         return self._next_id
+
+    def _new_client(self) -> Client:
+        client = Client(self)
+        self.stats.clients_accepted += 1
+        self.connect_times[client.id] = time.time()
+        if self.workers > 1:
+            client.cancel_key = key_for_worker(client.cancel_key, self.worker, self.workers)
+        return client
+
+    def client_closed(self, client: Client) -> None:
+        """``client`` is gone: keep what it did in the totals of its pool."""
+        self.connect_times.pop(client.id, None)
+        if client.pool is None:
+            return
+        t = self.totals.get(client.pool.key)
+        if t is None:
+            t = self.totals[client.pool.key] = PoolTotals()
+        t.add(client_totals(client))
+
+    def fold_backends(self) -> None:
+        """Fold the bytes of closed server connections into the totals (called each second
+        and before stats are read, so the set stays as small as the pools)."""
+        gone = [b for b in self.backends if b.closed]
+        for b in gone:
+            self.backends.discard(b)
+            t = self.totals.get(b.pool.key)
+            if t is None:
+                t = self.totals[b.pool.key] = PoolTotals()
+            t.sent += b.bytes_in
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -77,15 +167,32 @@ class PoolerServer:
 
     def _connect(self, pool: Pool) -> asyncio.Future[backend_mod.Backend]:
         cfg = self.config
-        return asyncio.ensure_future(backend_mod.connect(
+        fut = asyncio.ensure_future(backend_mod.connect(
             pool, cfg.pg_host, cfg.pg_port, self.credentials.server_login(pool.user), {},
             cfg.server_connect_timeout,
         ))
+        fut.add_done_callback(self._track_backend)
+        return fut
+
+    def _track_backend(self, fut: asyncio.Future[backend_mod.Backend]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.backends.add(fut.result())
 
     # -- cancel -----------------------------------------------------------------------------
 
     def cancel(self, pid: int, key: int) -> None:
         """A CancelRequest from a client: cancel what that client runs, nothing else."""
+        if self.workers > 1 and self.link is not None:
+            worker = worker_of_key(key, self.workers)
+            if worker != self.worker:
+                # The kernel gave the cancel's connection to this worker; the client is on
+                # another: pass it on (the key says which, no lookup).
+                self.meters.cancels_forwarded += 1
+                self.link.forward_cancel(worker, pid, key)
+                return
+        self.cancel_local(pid, key)
+
+    def cancel_local(self, pid: int, key: int) -> None:
         client = self.cancel_keys.get((pid, key))
         if client is None:
             return
@@ -119,7 +226,7 @@ class PoolerServer:
         loop = asyncio.get_running_loop()
         if sock is None:
             sock = listen_socket(self.config.listen_host, self.config.listen_port)
-        self._server = await loop.create_server(lambda: Client(self), sock=sock, backlog=4096)
+        self._server = await loop.create_server(self._new_client, sock=sock, backlog=4096)
         self._reaper = loop.create_task(self._reap())
 
     @property
@@ -133,6 +240,8 @@ class PoolerServer:
             now = time.monotonic()
             for pool in self.pools.values():
                 pool.reap(now)
+            self.fold_backends()
+            self.period.tick(self, self.config.stats_period)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -157,6 +266,39 @@ class PoolerServer:
         self.paused = False
         for pool in self.pools.values():
             pool.resume()
+
+    def busy_servers(self) -> int:
+        """Server connections in a transaction or running something."""
+        return sum(1 for pool in self.pools.values() for b in pool.active if not b.is_idle())
+
+    async def wait_idle(self, interval: float = 0.02) -> None:
+        """Until no server connection is in a transaction or running a query (PAUSE).
+
+        Polled: releases happen in pool.py's hot path, which should not pay for an event
+        that only a rare admin command waits on."""
+        while self.busy_servers():  # noqa: ASYNC110
+            await asyncio.sleep(interval)
+
+    def apply_config(self) -> None:
+        """Settings changed in ``self.config`` (RELOAD): pass them to the live objects."""
+        cfg = self.config
+        for pool in self.pools.values():
+            pool.size = cfg.pool_size
+            pool.wait_timeout = cfg.query_wait_timeout
+            pool.lifetime = cfg.server_lifetime
+            pool.idle_timeout = cfg.server_idle_timeout
+        self.credentials.reload()
+
+
+def client_totals(client: Client) -> PoolTotals:
+    """What one client did so far (counters kept on the client by the data path)."""
+    return PoolTotals(
+        queries=client.queries,
+        transactions=client.transactions,
+        received=getattr(client, "bytes_in", 0),
+        xact_time=getattr(client, "xact_time", 0.0),
+        query_time=getattr(client, "query_time", 0.0),
+    )
 
 
 def listen_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
