@@ -1,82 +1,464 @@
-"""The admin console: psql to the virtual database ``multigres`` (or ``pgbouncer``)."""
+"""The admin console: psql to the virtual database ``multigres`` (or ``pgbouncer``).
+
+PgBouncer's commands, with its column names where both have the same thing: SHOW POOLS,
+CLIENTS, SERVERS, STATS, STATS_TOTALS, STATS_AVERAGES, CONFIG, DATABASES, LISTS, VERSION,
+HELP; PAUSE, RESUME, RELOAD, SHUTDOWN. Simple queries (psql) and the extended protocol
+(drivers that prepare everything) both work; anything else (``\\d``'s catalog queries) is a
+clean 42601 error naming the commands.
+
+Every command reads or acts through ``server.control``, so with ``--workers N`` the console
+of any worker shows and acts on all of them (SHOW CLIENTS/SERVERS have a ``worker`` column).
+Commands run as a task while the client's further messages wait, in order.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import os
+import signal
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from multigres._cy.buffer import ReadBuffer
+from multigres._cy.buffer import ReadBuffer, build_message
+from multigres.pooler import config as config_mod
 from multigres.pooler import msgs
+from multigres.pooler.control import ControlError
+from multigres.pooler.stats import VERSION, merge
 from multigres.wire import sqlstate as codes
 
 if TYPE_CHECKING:
     from multigres.pooler.client import Client
     from multigres.pooler.server import PoolerServer
 
+log = logging.getLogger("multigres.pooler")
+
+_Q, _P, _B, _D, _E, _S, _H, _C, _X = (ord(c) for c in "QPBDESHCX")
+BIND_COMPLETE = build_message(ord("2"))
+NO_DATA = build_message(ord("n"))
+NO_PARAMS = build_message(ord("t"), struct.pack("!h", 0))
+
+COMMANDS = (
+    "SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW STATS", "SHOW STATS_TOTALS",
+    "SHOW STATS_AVERAGES", "SHOW CONFIG", "SHOW DATABASES", "SHOW LISTS", "SHOW VERSION",
+    "SHOW HELP", "PAUSE", "RESUME", "RELOAD", "SHUTDOWN",
+)
+HINT = "the admin console knows: " + ", ".join(COMMANDS)
+
+POOLS_COLUMNS = [
+    "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
+    "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled", "sv_idle",
+    "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us", "pool_mode", "pool_size",
+    "paused",
+]
+CLIENTS_COLUMNS = [
+    "type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+    "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
+    "remote_pid", "tls", "application_name", "prepared_statements", "id", "backend_pid",
+    "pinned", "worker",
+]
+SERVERS_COLUMNS = [
+    "type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+    "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
+    "remote_pid", "tls", "application_name", "prepared_statements", "tx_status", "worker",
+]
+TOTALS_COLUMNS = [
+    "total_xact_count", "total_query_count", "total_received", "total_sent",
+    "total_xact_time", "total_query_time", "total_wait_time",
+]
+AVERAGES_COLUMNS = [
+    "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time",
+    "avg_query_time", "avg_wait_time",
+]
+DATABASES_COLUMNS = [
+    "name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
+    "reserve_pool", "server_lifetime", "pool_mode", "max_connections", "current_connections",
+    "max_client_connections", "current_client_connections", "paused", "disabled",
+]
+LISTS_COLUMNS = ["list", "items"]
+CONFIG_COLUMNS = ["key", "value", "default", "changeable"]
+
+# SHOW name -> its columns (known before running it: Describe answers from here).
+SHOW_COLUMNS: dict[str, list[str]] = {
+    "pools": POOLS_COLUMNS,
+    "clients": CLIENTS_COLUMNS,
+    "servers": SERVERS_COLUMNS,
+    "stats": ["database", *TOTALS_COLUMNS, *AVERAGES_COLUMNS],
+    "stats_totals": ["database", *TOTALS_COLUMNS],
+    "stats_averages": ["database", *AVERAGES_COLUMNS],
+    "config": CONFIG_COLUMNS,
+    "databases": DATABASES_COLUMNS,
+    "lists": LISTS_COLUMNS,
+    "version": ["version"],
+}
+ADMIN_DATABASE = "multigres"
+
+Rows = list[list[object]]
+
+
+class AdminError(Exception):
+    def __init__(self, sqlstate: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate, self.message, self.hint = sqlstate, message, hint
+
+
+class Result:
+    """What one command sends: columns and rows (or none), notices, the completion tag."""
+
+    def __init__(self, tag: str, columns: list[str] | None = None, rows: Rows | None = None,
+                 notices: list[str] | None = None) -> None:
+        self.tag = tag
+        self.columns = columns
+        self.rows = rows or []
+        self.notices = notices or []
+
+
+def _ts(wall: float | None) -> str | None:
+    if not wall:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(wall))
+
+
+def _us(seconds: float) -> int:
+    return int(seconds * 1_000_000)
+
+
+def parse(sql: str) -> list[str]:
+    """The statements of one query string (admin commands hold no quoted ';')."""
+    return [s.strip() for s in sql.split(";") if s.strip()]
+
 
 class AdminConsole:
+    """One admin session (one per client on the console)."""
+
     def __init__(self, server: PoolerServer) -> None:
         self.server = server
+        # Extended protocol: statement name -> text, portal name -> text; and after an
+        # error, the rest of the batch is skipped up to Sync.
+        self.statements: dict[bytes, str] = {}
+        self.portals: dict[bytes, str] = {}
+        self.skip_to_sync = False
 
     def attach(self, client: Client) -> None:
         from multigres.pooler.client import READY
 
         client.admin = self
         client.send(msgs.AUTH_OK)
-        for name, value in (("server_version", "15.0 (multipooler)"), ("client_encoding", "UTF8"),
-                            ("server_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
-                            ("integer_datetimes", "on"), ("standard_conforming_strings", "on")):
+        for name, value in (("server_version", f"15.0 (multipooler {VERSION})"),
+                            ("client_encoding", "UTF8"), ("server_encoding", "UTF8"),
+                            ("DateStyle", "ISO, MDY"), ("integer_datetimes", "on"),
+                            ("standard_conforming_strings", "on"),
+                            ("application_name", client.params.get("application_name", ""))):
             client.send(msgs.parameter_status(name, value))
         client.send(msgs.backend_key_data(0, 0))
         client.send(msgs.RFQ_IDLE)
         client.state = READY
         client.flush()
 
+    # -- protocol ------------------------------------------------------------------------
+
     def handle(self, client: Client, t: int, rb: ReadBuffer) -> None:
-        if t == ord("X"):
+        if t == _X:
             client._terminate()
             return
-        if t != ord("Q"):
+        if self.skip_to_sync and t != _S:
             rb.discard_message()
-            client.send(msgs.error_response(codes.FEATURE_NOT_SUPPORTED,
-                                            "the admin console takes simple queries only"))
-            if t == ord("S"):
-                client.send(msgs.RFQ_IDLE)
-            client.flush()
             return
-        sql = rb.read_cstr().decode("utf-8", "replace").strip().rstrip(";").strip()
-        self.run(client, sql)
-        client.send(msgs.RFQ_IDLE)
-        client.flush()
+        if t == _Q:
+            sql = rb.read_cstr().decode("utf-8", "replace")
+            self._start(client, self._simple_query(client, sql))
+        elif t == _P:
+            name = rb.read_cstr()
+            self.statements[name] = rb.read_cstr().decode("utf-8", "replace")
+            rb.discard_message()
+            client.send(msgs.PARSE_COMPLETE)
+        elif t == _B:
+            portal, stmt = rb.read_cstr(), rb.read_cstr()
+            rb.discard_message()
+            if stmt not in self.statements:
+                self._batch_error(client, codes.INVALID_SQL_STATEMENT_NAME,
+                                  f"prepared statement {stmt.decode()!r} does not exist")
+                return
+            self.portals[portal] = self.statements[stmt]
+            client.send(BIND_COMPLETE)
+        elif t == _D:
+            kind, name = rb.read_byte(), rb.read_cstr()
+            rb.discard_message()
+            text = (self.statements if kind == ord("S") else self.portals).get(name)
+            if text is None:
+                self._batch_error(client, codes.INVALID_SQL_STATEMENT_NAME if kind == ord("S")
+                                  else codes.INVALID_CURSOR_NAME,
+                                  f"{'prepared statement' if kind == ord('S') else 'portal'} "
+                                  f"{name.decode()!r} does not exist")
+                return
+            if kind == ord("S"):
+                client.send(NO_PARAMS)
+            cols = self._columns(text)
+            client.send(msgs.row_description(cols) if cols else NO_DATA)
+        elif t == _E:
+            portal = rb.read_cstr()
+            rb.discard_message()
+            text = self.portals.get(portal)
+            if text is None:
+                self._batch_error(client, codes.INVALID_CURSOR_NAME,
+                                  f"portal {portal.decode()!r} does not exist")
+                return
+            self._start(client, self._execute(client, text))
+        elif t == _C:
+            kind, name = rb.read_byte(), rb.read_cstr()
+            rb.discard_message()
+            (self.statements if kind == ord("S") else self.portals).pop(name, None)
+            client.send(msgs.CLOSE_COMPLETE)
+        elif t == _S:
+            rb.discard_message()
+            self.skip_to_sync = False
+            self.portals.pop(b"", None)
+            client.send(msgs.RFQ_IDLE)
+            client.flush()
+        elif t == _H:
+            rb.discard_message()
+            client.flush()
+        else:
+            rb.discard_message()
+            client.send(msgs.error_response(
+                codes.PROTOCOL_VIOLATION,
+                f"unexpected message type {chr(t)!r} on the admin console"))
+            client.send(msgs.RFQ_IDLE)
+            client.flush()
 
-    def run(self, client: Client, sql: str) -> None:
-        words = sql.lower().split()
-        if not words:
+    def _batch_error(self, client: Client, sqlstate: str, message: str) -> None:
+        client.send(msgs.error_response(sqlstate, message))
+        self.skip_to_sync = True
+
+    def _start(self, client: Client, job: Any) -> None:
+        """Run ``job`` (a coroutine that sends its results) while the client's further
+        messages wait in its buffer."""
+        from multigres.pooler.client import CLOSED, LOGIN, READY
+
+        client.state = LOGIN  # Client._process stops; data_received only buffers
+        client.pause_reading()
+
+        async def run() -> None:
+            try:
+                await job
+            except Exception:
+                log.exception("admin console command failed")
+                client.send(msgs.error_response(codes.INTERNAL_ERROR,
+                                                "internal error in the admin console"))
+            if client.state == CLOSED:
+                return
+            client.state = READY
+            client.resume_reading()
+            client.flush()
+            if client.rbuf.buffered():
+                client._process()
+
+        self.server.spawn(run())
+
+    async def _simple_query(self, client: Client, sql: str) -> None:
+        stmts = parse(sql)
+        if not stmts:
+            client.send(msgs.build_empty_query())
+        for stmt in stmts:
+            try:
+                result = await self.run(stmt)
+            except (AdminError, ControlError) as e:
+                client.send(msgs.error_response(e.sqlstate, e.message, hint=e.hint))
+                break
+            self._send(client, result, describe=True)
+        client.send(msgs.RFQ_IDLE)
+
+    async def _execute(self, client: Client, text: str) -> None:
+        stmts = parse(text)
+        if not stmts:
             client.send(msgs.build_empty_query())
             return
-        cmd = " ".join(words[:2])
-        if cmd == "show pools":
-            cols = ["database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle",
-                    "sv_used", "sv_login", "maxwait", "pool_mode"]
-            rows = []
-            for pool in self.server.pools.values():
-                rows.append([pool.database, pool.user, len(pool.active), len(pool.waiters),
-                             len(pool.active), len(pool.idle), 0, pool.connecting,
-                             int(pool.max_wait), "auto"])
-            self._rows(client, cols, rows, "SHOW")
-        elif cmd == "pause":
-            self.server.pause()
-            client.send(msgs.command_complete("PAUSE"))
-        elif cmd == "resume":
-            self.server.resume()
-            client.send(msgs.command_complete("RESUME"))
-        else:
-            client.send(msgs.error_response(
-                codes.SYNTAX_ERROR, f"unknown admin command: {sql!r}",
-                hint="try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CONFIG, "
-                "PAUSE, RESUME, RELOAD"))
+        if len(stmts) > 1:
+            self._batch_error(client, codes.SYNTAX_ERROR,
+                              "cannot insert multiple commands into a prepared statement")
+            return
+        try:
+            result = await self.run(stmts[0])
+        except (AdminError, ControlError) as e:
+            client.send(msgs.error_response(e.sqlstate, e.message, hint=e.hint))
+            self.skip_to_sync = True
+            return
+        self._send(client, result, describe=False)
 
-    def _rows(self, client: Client, cols: list[str], rows: list[list[object]], tag: str) -> None:
-        client.send(msgs.row_description(cols))
-        for r in rows:
-            client.send(msgs.data_row(r))
-        client.send(msgs.command_complete(tag))
+    def _send(self, client: Client, result: Result, describe: bool) -> None:
+        for n in result.notices:
+            client.send(msgs.error_response("00000", n, severity="NOTICE", notice=True))
+        if result.columns is not None and describe:
+            client.send(msgs.row_description(result.columns))
+        for r in result.rows:
+            # Booleans as PgBouncer shows them (0/1), so its monitoring scripts read ours.
+            client.send(msgs.data_row(int(v) if isinstance(v, bool) else v for v in r))
+        client.send(msgs.command_complete(result.tag))
+
+    def _columns(self, text: str) -> list[str] | None:
+        stmts = parse(text)
+        if len(stmts) != 1:
+            return None
+        words = stmts[0].lower().split()
+        if len(words) == 2 and words[0] == "show":
+            return SHOW_COLUMNS.get(words[1])
+        return None
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def run(self, stmt: str) -> Result:
+        words = stmt.lower().split()
+        if words[0] == "show" and len(words) == 2:
+            what = words[1]
+            if what == "help":
+                return Result("SHOW", notices=["Console usage\n" + "\n".join(
+                    "\t" + c for c in COMMANDS)])
+            producer = self._show.get(what)
+            if producer is not None:
+                return Result("SHOW", SHOW_COLUMNS[what], await producer(self))
+        elif len(words) == 1:
+            cmd = words[0]
+            if cmd == "pause":
+                await self.server.control.pause()
+                return Result("PAUSE")
+            if cmd == "resume":
+                await self.server.control.resume()
+                return Result("RESUME")
+            if cmd == "reload":
+                return Result("RELOAD", notices=await self.server.control.reload())
+            if cmd == "shutdown":
+                os.kill(self.server.main_pid, signal.SIGTERM)
+                return Result("SHUTDOWN")
+        elif words[0] in ("pause", "resume") and len(words) == 2:
+            raise AdminError(codes.FEATURE_NOT_SUPPORTED,
+                             f"{words[0].upper()} of one database is not supported",
+                             hint=f"{words[0].upper()} without a name acts on every pool")
+        shown = " ".join(stmt.split())
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise AdminError(codes.SYNTAX_ERROR, f"unknown admin command: {shown!r}", hint=HINT)
+
+    async def _snapshot(self, detail: bool = False) -> dict[str, Any]:
+        return merge(await self.server.control.snapshots(detail))
+
+    async def _pools(self) -> Rows:
+        snap = await self._snapshot()
+        rows: Rows = []
+        for p in sorted(snap["pools"], key=lambda p: (p["database"], p["user"])):
+            rows.append([
+                p["database"], p["user"], p["cl_active"], p["cl_waiting"], 0, 0,
+                p["sv_active"], 0, 0, p["sv_idle"], 0, 0, p["sv_login"],
+                int(p["maxwait"]), _us(p["maxwait"]) % 1_000_000, "auto", p["size"],
+                p["paused"],
+            ])
+        return rows
+
+    async def _clients(self) -> Rows:
+        snap = await self._snapshot(detail=True)
+        return [
+            [c["type"], c["user"], c["database"], c["state"], c["addr"], c["port"],
+             c["local_addr"], c["local_port"], _ts(c["connect_time"]),
+             _ts(c["request_time"] or c["connect_time"]), int(c["wait"]),
+             _us(c["wait"]) % 1_000_000, 0, c["id"], c["link"], 0, c["tls"],
+             c["application_name"], c["prepared_statements"], c["id"], c["backend_pid"],
+             c["pinned"], c["worker"]]
+            for c in sorted(snap["client_list"], key=lambda c: (c["worker"], c["id"]))
+        ]
+
+    async def _servers(self) -> Rows:
+        snap = await self._snapshot(detail=True)
+        return [
+            [s["type"], s["user"], s["database"], s["state"], s["addr"], s["port"],
+             s["local_addr"], s["local_port"], _ts(s["connect_time"]), _ts(s["request_time"]),
+             0, 0, 0, s["remote_pid"], s["link"], s["remote_pid"], s["tls"],
+             s["application_name"], s["prepared_statements"], s["tx_status"], s["worker"]]
+            for s in sorted(snap["server_list"], key=lambda s: (s["worker"], s["remote_pid"]))
+        ]
+
+    async def _per_database(self) -> dict[str, dict[str, Any]]:
+        snap = await self._snapshot()
+        dbs: dict[str, dict[str, Any]] = {}
+        for p in snap["pools"]:
+            d = dbs.setdefault(p["database"], {"period": {}, "period_seconds": 0.0})
+            for f in ("transactions", "queries", "received", "sent", "xact_time", "query_time",
+                      "total_wait_time"):
+                d[f] = d.get(f, 0) + p[f]
+            for f, v in p["period"].items():
+                d["period"][f] = d["period"].get(f, 0) + v
+            d["period_seconds"] = max(d["period_seconds"], p["period_seconds"])
+        return dict(sorted(dbs.items()))
+
+    @staticmethod
+    def _totals(d: dict[str, Any]) -> list[object]:
+        return [d["transactions"], d["queries"], d["received"], d["sent"],
+                _us(d["xact_time"]), _us(d["query_time"]), _us(d["total_wait_time"])]
+
+    @staticmethod
+    def _averages(d: dict[str, Any]) -> list[object]:
+        p, secs = d["period"], d["period_seconds"]
+        if secs <= 0:
+            return [0] * len(AVERAGES_COLUMNS)
+        xacts, queries, waits = p["transactions"], p["queries"], p["total_waits"]
+        return [
+            int(xacts / secs), int(queries / secs), int(p["received"] / secs),
+            int(p["sent"] / secs),
+            _us(p["xact_time"] / xacts) if xacts else 0,
+            _us(p["query_time"] / queries) if queries else 0,
+            _us(p["total_wait_time"] / waits) if waits else 0,
+        ]
+
+    async def _stats(self) -> Rows:
+        return [[db, *self._totals(d), *self._averages(d)]
+                for db, d in (await self._per_database()).items()]
+
+    async def _stats_totals(self) -> Rows:
+        return [[db, *self._totals(d)] for db, d in (await self._per_database()).items()]
+
+    async def _stats_averages(self) -> Rows:
+        return [[db, *self._averages(d)] for db, d in (await self._per_database()).items()]
+
+    async def _config(self) -> Rows:
+        return [list(r) for r in config_mod.show(self.server.config)]
+
+    async def _databases(self) -> Rows:
+        cfg = self.server.config
+        snap = await self._snapshot()
+        dbs: dict[str, dict[str, Any]] = {}
+        for p in snap["pools"]:
+            d = dbs.setdefault(p["database"], {"servers": 0, "clients": 0, "paused": False})
+            d["servers"] += p["sv_active"] + p["sv_idle"] + p["sv_login"]
+            d["clients"] += p["cl_active"] + p["cl_waiting"]
+            d["paused"] = d["paused"] or p["paused"]
+        rows: Rows = [[ADMIN_DATABASE, None, cfg.listen_port, ADMIN_DATABASE, "", 2, 0, 0, 0,
+                       "statement", 0, 0, 0, snap["clients"].get("admin", 0), False, False]]
+        for name, d in sorted(dbs.items()):
+            rows.append([name, cfg.pg_host, cfg.pg_port, name, "", cfg.pool_size, 0, 0,
+                         int(cfg.server_lifetime), "auto", 0, d["servers"], 0, d["clients"],
+                         d["paused"], False])
+        return rows
+
+    async def _lists(self) -> Rows:
+        snap = await self._snapshot()
+        pools = snap["pools"]
+        cl = snap["clients"]
+        return [
+            ["databases", len({p["database"] for p in pools})],
+            ["users", len({p["user"] for p in pools})],
+            ["pools", len(pools)],
+            ["used_clients", cl.get("active", 0) + cl.get("idle", 0) + cl.get("waiting", 0)],
+            ["login_clients", cl.get("login", 0)],
+            ["admin_clients", cl.get("admin", 0)],
+            ["used_servers", sum(p["sv_active"] for p in pools)],
+            ["free_servers", sum(p["sv_idle"] for p in pools)],
+            ["login_servers", sum(p["sv_login"] for p in pools)],
+            ["workers", snap["workers"]],
+        ]
+
+    async def _version(self) -> Rows:
+        return [[f"multipooler {VERSION}"]]
+
+    _show: dict[str, Callable[[AdminConsole], Any]] = {
+        "pools": _pools, "clients": _clients, "servers": _servers, "stats": _stats,
+        "stats_totals": _stats_totals, "stats_averages": _stats_averages, "config": _config,
+        "databases": _databases, "lists": _lists, "version": _version,
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from collections.abc import Coroutine
@@ -19,6 +20,7 @@ from multigres.pooler import backend as backend_mod
 from multigres.pooler import msgs
 from multigres.pooler.client import Client
 from multigres.pooler.config import PoolerConfig
+from multigres.pooler.control import Control, LocalControl
 from multigres.pooler.credentials import Credentials
 from multigres.pooler.meters import Meters, PoolTotals
 from multigres.pooler.pool import Pool
@@ -84,6 +86,10 @@ class PoolerServer:
         self.worker = worker
         self.workers = workers
         self.link: WorkerLink | None = None
+        # What the admin console acts through (all workers' view with --workers N).
+        self.control: Control = LocalControl(self)
+        # The process that SHUTDOWN signals (the parent of the workers).
+        self.main_pid = os.getpid()
         self.meters = Meters()
         self.period = PeriodStats()
         # Counters of clients and server connections that are gone, per (user, database).
@@ -156,7 +162,7 @@ class PoolerServer:
         if pool is None:
             cfg = self.config
             pool = Pool(
-                user, database, cfg.pool_size, self._connect,
+                user, database, self.pool_size(), self._connect,
                 wait_timeout=cfg.query_wait_timeout, lifetime=cfg.server_lifetime,
                 idle_timeout=cfg.server_idle_timeout,
             )
@@ -164,6 +170,11 @@ class PoolerServer:
                 pool.pause()
             self.pools[key] = pool
         return pool
+
+    def pool_size(self) -> int:
+        """Server connections per pool in this process: --pool-size is for the whole pooler,
+        shared by its workers (rounded up, so each worker has at least one)."""
+        return -(-self.config.pool_size // self.workers)
 
     def _connect(self, pool: Pool) -> asyncio.Future[backend_mod.Backend]:
         cfg = self.config
@@ -283,7 +294,7 @@ class PoolerServer:
         """Settings changed in ``self.config`` (RELOAD): pass them to the live objects."""
         cfg = self.config
         for pool in self.pools.values():
-            pool.size = cfg.pool_size
+            pool.size = self.pool_size()
             pool.wait_timeout = cfg.query_wait_timeout
             pool.lifetime = cfg.server_lifetime
             pool.idle_timeout = cfg.server_idle_timeout

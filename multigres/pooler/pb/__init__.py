@@ -1,0 +1,1 @@
+"""Protocol-buffer messages of the pooler's gRPC control-plane service (see pooler_pb)."""
