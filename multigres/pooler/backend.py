@@ -9,9 +9,10 @@ of ``ReadBuffer.take_run_into``; it stops only at the messages the pooler must l
 - ``S`` ParameterStatus: tracked per backend, and forwarded when the client's view changes;
 - ``E`` ErrorResponse: voids the rest of an extended-protocol batch, and session effects;
 - ``A`` NotificationResponse: the sender's pid is rewritten to the client's own pid when it
-  is the client's backend;
-- ``1``/``3`` ParseComplete/CloseComplete: those answering messages the pooler injected are
-  swallowed;
+  is the client's backend (see Client's docstring);
+- ``1``/``3`` ParseComplete/CloseComplete: matched in order with the Parse and Close messages
+  sent (the client's and the pooler's own), those answering the pooler's are swallowed, and
+  they confirm which prepared statements exist on the server;
 - ``G``/``H``/``W``: COPY modes.
 """
 
@@ -22,7 +23,7 @@ import hashlib
 import struct
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from multigres._cy.buffer import ProtocolError, ReadBuffer, WriteBuffer, build_message
 from multigres.pooler import msgs
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from multigres.pooler.client import Client
     from multigres.pooler.pool import Pool
 
-_Z, _S, _E, _A, _N = ord("Z"), ord("S"), ord("E"), ord("A"), ord("N")
+_Z, _S, _E, _A, _N, _D = ord("Z"), ord("S"), ord("E"), ord("A"), ord("N"), ord("D")
 _PARSE_COMPLETE, _CLOSE_COMPLETE = ord("1"), ord("3")
 _COPY_IN, _COPY_OUT, _COPY_BOTH = ord("G"), ord("H"), ord("W")
 _R, _K, _P = ord("R"), ord("K"), ord("p")
@@ -64,17 +65,24 @@ class Backend(asyncio.Protocol):
         self.settings: dict[str, str] = {}
         # Which client's settings (and at which version) this backend last matched.
         self.synced_with: tuple[int, int] = (0, -1)
-        # Server-side names of the prepared statements that exist on this backend.
+        # Server-side names of the prepared statements on this backend once what was sent
+        # runs (decisions about what to send use it), and those Postgres confirmed.
         self.prepared: set[str] = set()
+        self.confirmed: set[str] = set()
         self.client: Client | None = None
         self.created_at = time.monotonic()
         self.last_used = self.created_at
         self.tx_status = ord("I")
         # ReadyForQuery messages still to come (one per Query, Sync, FunctionCall sent).
         self.pending = 0
-        # Swallow the answers to injected messages: deques of (sync generation, stmt name).
-        self.swallow_parse: deque[tuple[int, str]] = deque()
-        self.swallow_close: deque[tuple[int, str]] = deque()
+        # Every Parse and Close sent, in order, until answered: (sync generation, statement
+        # name or None (unnamed statement, portal), swallow the answer: the pooler sent it,
+        # sequence number); a Parse also with the client's name for the statement.
+        self.parses: deque[tuple[int, str | None, bool, int, bytes | None]] = deque()
+        # A client's Close also with the client's name and entry for the statement.
+        self.closes: deque[tuple[int, str | None, bool, int, tuple[bytes, Any] | None]] = (
+            deque())
+        self._seq = 0
         self.syncs_sent = 0
         self.syncs_done = 0
         self.error_in_batch = False
@@ -82,9 +90,19 @@ class Backend(asyncio.Protocol):
         # Injected session-state query in flight (its answers go nowhere).
         self.injecting = False
         self.inject_error: dict[str, str] | None = None
+        # DataRows an injected query returned (text values), for the pin probe.
+        self.inject_rows: list[list[bytes | None]] = []
         self.held: list[bytes] = []
         self.queries = 0
         self.bytes_in = 0
+        # CancelRequests sent for this backend that Postgres has not taken yet; until then
+        # the backend is not handed to another client (see send_cancel).
+        self.cancels_in_flight = 0
+        self.release_after_cancel = False
+        # A FATAL error the server sent before closing the connection.
+        self.fatal_fields: dict[str, str] | None = None
+        # What to run once a client that left has no answer in flight (see clean_up).
+        self.cleanup: list[str] = []
 
     def __repr__(self) -> str:
         return f"<Backend pid={self.pid} {self.pool.user}@{self.pool.database}>"
@@ -199,6 +217,20 @@ class Backend(asyncio.Protocol):
 
     def unlink(self) -> None:
         self.client = None
+        self.resume_reading()
+
+    def pause_reading(self) -> None:
+        """The linked client reads slowly: leave the server's answers in the kernel."""
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    _reading_paused = False
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -213,6 +245,7 @@ class Backend(asyncio.Protocol):
         """Run ``sql`` (session state for the linked client) before ``held`` messages."""
         self.injecting = True
         self.inject_error = None
+        self.inject_rows = []
         self.held = held
         self.write(msgs.query(sql))
 
@@ -228,6 +261,12 @@ class Backend(asyncio.Protocol):
                     self.client.on_parameter_status(name, value)
             elif t == _E:
                 self.inject_error = msgs.parse_error_fields(rb.consume_message())
+            elif t == _D:
+                row: list[bytes | None] = []
+                for _ in range(rb.read_int16()):
+                    n = rb.read_int32()
+                    row.append(None if n < 0 else rb.read_bytes(n))
+                self.inject_rows.append(row)
             elif t == _Z:
                 self.tx_status = rb.read_byte()
                 self.injecting = False
@@ -240,7 +279,11 @@ class Backend(asyncio.Protocol):
                     return
                 client.on_injected(self, held)
                 if rb.buffered():
-                    self._forward()
+                    # (Released and taken by a client whose settings differ: injecting again.)
+                    if self.injecting:
+                        self._inject_messages()
+                    else:
+                        self._forward()
                 return
             else:
                 rb.discard_message()
@@ -268,8 +311,9 @@ class Backend(asyncio.Protocol):
                 self.copy = False
                 out.write_raw(rb.message_bytes())
                 client.on_ready_for_query(self, self.tx_status)
-                if self.client is not client:
-                    # Released to the pool: what follows (nothing, normally) is not theirs.
+                if self.client is not client or self.injecting:
+                    # Released to the pool: what follows (nothing, normally) is not theirs;
+                    # or the pooler's own query went out, its answers come next.
                     break
             elif t == _S:
                 name = rb.read_cstr().decode()
@@ -277,43 +321,114 @@ class Backend(asyncio.Protocol):
                 self.params[name] = value
                 client.on_parameter_status(name, value)
             elif t == _E:
+                msg = rb.message_bytes()
+                if msg[5:12] in (b"SFATAL\x00", b"SPANIC\x00"):
+                    # The server ends this connection (terminated, shutting down): that is
+                    # not the client's connection ending, which goes on without it; the
+                    # client hears of it when the connection is gone (Client.on_backend_lost).
+                    self.fatal_fields = msgs.parse_error_fields(msg[5:])
+                    continue
                 self.error_in_batch = True
                 self._void_batch()
-                out.write_raw(rb.message_bytes())
+                out.write_raw(msg)
                 client.on_error()
             elif t == _A:
+                # The client knows itself by its BackendKeyData pid: its own notifications
+                # carry that pid, and one from the backend it was told about (now another
+                # client's) carries the pid of the client's backend instead (a swap, so no
+                # notification of another client ever looks like its own).
                 pid = rb.read_int32()
-                if pid == self.pid:
-                    msg = rb.message_bytes()
-                    out.write_raw(msg[:5] + struct.pack("!i", client.virtual_pid) + msg[9:])
-                else:
-                    out.write_raw(rb.message_bytes())
+                vpid = client.virtual_pid
+                msg = rb.message_bytes()
+                if pid == self.pid and pid != vpid:
+                    msg = msg[:5] + struct.pack("!i", vpid) + msg[9:]
+                elif pid == vpid and pid != self.pid:
+                    msg = msg[:5] + struct.pack("!i", self.pid) + msg[9:]
+                out.write_raw(msg)
             elif t == _PARSE_COMPLETE:
-                if self.swallow_parse and self.swallow_parse[0][0] == self.syncs_done:
-                    self.swallow_parse.popleft()
-                else:
-                    out.write_raw(rb.message_bytes())
+                if self.parses:
+                    _, stmt, swallow, _, _ = self.parses.popleft()
+                    if stmt is not None:
+                        self.confirmed.add(stmt)
+                    if swallow:
+                        continue
+                out.write_raw(rb.message_bytes())
             elif t == _CLOSE_COMPLETE:
-                if self.swallow_close and self.swallow_close[0][0] == self.syncs_done:
-                    self.swallow_close.popleft()
-                else:
-                    out.write_raw(rb.message_bytes())
+                if self.closes:
+                    _, stmt, swallow, _, _ = self.closes.popleft()
+                    if stmt is not None:
+                        self.confirmed.discard(stmt)
+                    if swallow:
+                        continue
+                out.write_raw(rb.message_bytes())
             else:  # COPY in/out/both
                 self.copy = True
                 out.write_raw(rb.message_bytes())
         client.flush()
-        if self.client is None and rb.buffered():
-            self._drain_unlinked()
+        if rb.buffered():
+            if self.client is None:
+                self._drain_unlinked()
+            elif self.injecting:
+                self._inject_messages()
+
+    def sent_parse(
+        self, name: str | None, swallow: bool = False, client_name: bytes | None = None
+    ) -> None:
+        """A Parse went out (``name``: a named statement's server name; ``client_name``: the
+        client's name for it when the client sent it)."""
+        self._seq += 1
+        self.parses.append((self.syncs_sent, name, swallow, self._seq, client_name))
+        if name is not None:
+            self.prepared.add(name)
+
+    def sent_close(
+        self, name: str | None, swallow: bool = False, client: tuple[bytes, Any] | None = None
+    ) -> None:
+        """A Close went out (``name``: a named statement's server name, else None;
+        ``client``: the client's name and entry for it, when the client closed it)."""
+        self._seq += 1
+        self.closes.append((self.syncs_sent, name, swallow, self._seq, client))
+        if name is not None:
+            self.prepared.discard(name)
+
+    def forget_prepared(self) -> None:
+        """DISCARD ALL or DEALLOCATE ALL ran: no prepared statement is left."""
+        self.prepared.clear()
+        self.confirmed.clear()
 
     def _void_batch(self) -> None:
-        """After an error Postgres skips to the next Sync: injected messages of this batch
-        never ran, so their answers will not come and their statements do not exist."""
+        """After an error Postgres skips to the next Sync: the Parse and Close messages of this
+        batch not answered yet never ran. What exists is what Postgres confirmed, plus what
+        later batches (already sent) will do."""
         gen = self.syncs_done
-        while self.swallow_parse and self.swallow_parse[0][0] == gen:
-            _, name = self.swallow_parse.popleft()
-            self.prepared.discard(name)
-        while self.swallow_close and self.swallow_close[0][0] == gen:
-            self.swallow_close.popleft()
+        voided = False
+        while self.parses and self.parses[0][0] == gen:
+            _, name, _, _, client_name = self.parses.popleft()
+            voided = True
+            if client_name is not None and self.client is not None:
+                # The client's statement was never made, as on a direct connection.
+                entry = self.client.statements.get(client_name)
+                if entry is not None and entry[0] == name:
+                    del self.client.statements[client_name]
+        while self.closes and self.closes[0][0] == gen:
+            _, _, _, _, closed = self.closes.popleft()
+            voided = True
+            if closed is not None and self.client is not None:
+                # The client's statement was never closed, as on a direct connection.
+                self.client.statements.setdefault(closed[0], closed[1])
+        if not voided:
+            return
+        # Replay what later batches will do, in send order.
+        prepared = set(self.confirmed)
+        ops = [(q, False, n) for _, n, _, q, _ in self.closes]
+        ops += [(q, True, n) for _, n, _, q, _ in self.parses]
+        for _, is_parse, name in sorted(ops):
+            if name is not None:
+                if is_parse:
+                    prepared.add(name)
+                else:
+                    prepared.discard(name)
+        self.prepared = prepared
 
     def _drain_unlinked(self) -> None:
         rb = self.rbuf
@@ -326,9 +441,50 @@ class Backend(asyncio.Protocol):
             elif t == _S:
                 name = rb.read_cstr().decode()
                 self.params[name] = rb.read_cstr().decode()
+            elif t == _PARSE_COMPLETE and self.parses:
+                _, stmt, _, _, _ = self.parses.popleft()
+                if stmt is not None:
+                    self.confirmed.add(stmt)
+            elif t == _CLOSE_COMPLETE and self.closes:
+                _, stmt, _, _, _ = self.closes.popleft()
+                if stmt is not None:
+                    self.confirmed.discard(stmt)
+            elif t == _E:
+                self._void_batch()
+                if self.pending == 0 and not self.cleanup:
+                    # An answer to nothing the pooler knows of: this connection's state is
+                    # not what the pooler thinks. Never hand it to anyone.
+                    self.pool.forget(self)
+                    self.close()
+                    return
             else:
                 rb.discard_message()
-        if self.is_idle() and not self.closed:
+        self.after_unlinked_answer()
+
+    def clean_up(self, statements: list[str], give_up: float = 10.0) -> None:
+        """The client left an idle session: run ``statements`` (ROLLBACK, DISCARD ALL), then
+        go back to the pool; closed instead if that takes longer than ``give_up`` seconds."""
+        self.cleanup = statements
+        self.after_unlinked_answer()
+        asyncio.get_running_loop().call_later(give_up, self._cleanup_overdue)
+
+    def _cleanup_overdue(self) -> None:
+        if self.client is None and not self.closed and self in self.pool.active:
+            self.pool.forget(self)
+            self.close()
+
+    def after_unlinked_answer(self) -> None:
+        if self.closed or self.client is not None:
+            return
+        if self.pending == 0 and self.cancels_in_flight == 0 and self.cleanup:
+            # One Query each: DISCARD ALL cannot run in the implicit transaction of a
+            # multi-statement query.
+            for sql in self.cleanup:
+                self.pending += 1
+                self.syncs_sent += 1
+                self.write(msgs.query(sql))
+            self.cleanup = []
+        elif self.is_idle() and not self.cleanup:
             self.on_unlinked_idle()
 
     def on_unlinked_idle(self) -> None:
@@ -344,6 +500,36 @@ class Backend(asyncio.Protocol):
             finally:
                 self.transport.close()
         self.closed = True
+
+
+async def send_cancel(backend: Backend, host: str, port: int, give_up: float = 5.0) -> None:
+    """Send Postgres a CancelRequest for ``backend`` and wait until Postgres has taken it.
+
+    Postgres signals the backend and then closes the cancel connection. Until that close,
+    the backend stays out of the pool: a cancel that arrives after the query it was meant for
+    has finished then finds the backend idle, where Postgres ignores it, and never cancels the
+    next client's query.
+    """
+    backend.cancels_in_flight += 1
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(give_up):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(msgs.cancel_request(backend.pid, backend.key))
+            await writer.drain()
+            await reader.read()
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        if writer is not None:
+            writer.close()
+        backend.cancels_in_flight -= 1
+        if backend.cancels_in_flight == 0:
+            if backend.release_after_cancel:
+                backend.release_after_cancel = False
+                backend.pool.release(backend)
+            else:
+                backend.after_unlinked_answer()
 
 
 def server_statement_name(query: bytes, param_types: bytes) -> str:

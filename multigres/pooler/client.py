@@ -4,6 +4,27 @@ A client holds a backend only while a reason holds: an open transaction, an exte
 batch up to its Sync, a query in flight, COPY, or session state that cannot move (see
 session.py). Between those it holds nothing, and its next statement may run on any backend of
 the pool; its settings and prepared statements follow it there.
+
+What a client learns about "its" backend, and the limits pooling puts on it:
+
+- BackendKeyData carries the pid of the backend the client got at login and a key of the
+  pooler's own. ``pg_backend_pid()`` reports the backend a statement runs on: the same pid
+  while the client keeps that backend (a lone client gets its previous backend back; a pinned
+  one keeps it), another one when a busy pool hands it a different backend.
+- A CancelRequest with the client's key cancels the query this client runs now, on whatever
+  backend it runs, and nothing else: with no query running it does nothing, and a backend a
+  cancel was sent for goes back to the pool only once Postgres has taken the cancel (so a
+  late cancel finds it idle, where Postgres ignores it, not running the next client's query).
+- ``pg_cancel_backend(pid)`` / ``pg_terminate_backend(pid)`` run in Postgres, which knows no
+  clients: they act on the backend with that pid, whichever client it serves at that moment
+  (the one the pid was reported to only while that client holds it: in a transaction, or
+  pinned). A terminated backend mid-transaction gives its client an error (08006) and the
+  pool a new backend.
+- A notification carries the sending backend's pid. The client's own notifications carry
+  its BackendKeyData pid; one sent from the backend whose pid the client was told (serving
+  another client now) carries the pid of the client's current backend instead, so that no
+  other client's notification looks like the client's own. Other senders show their real
+  pid.
 """
 
 from __future__ import annotations
@@ -16,10 +37,21 @@ from typing import TYPE_CHECKING, Any, cast
 
 from multigres._cy.buffer import ProtocolError, ReadBuffer, WriteBuffer
 from multigres.pooler import msgs
-from multigres.pooler.backend import Backend, server_statement_name
+from multigres.pooler.backend import Backend, send_cancel, server_statement_name
 from multigres.pooler.errors import PoolerError
-from multigres.pooler.session import SessionState, settings_diff, startup_settings
-from multigres.sql.session import Effect, session_effects
+from multigres.pooler.session import (
+    PROBE_SQL,
+    UNKNOWN,
+    SessionState,
+    Transaction,
+    effective_settings,
+    reset_fixups,
+    set_statement,
+    settings_diff,
+    startup_settings,
+    touched_settings,
+)
+from multigres.sql.session import TRANSACTIONAL, TX_CONTROL, Effect, session_effects
 from multigres.wire import sqlstate as codes
 
 if TYPE_CHECKING:
@@ -32,6 +64,9 @@ _I, _T, _ERR = ord("I"), ord("T"), ord("E")
 _STMT = ord("S")
 
 STARTUP, AUTH, LOGIN, READY, CLOSED = range(5)
+# What an injected query is for.
+_INJECT_SYNC, _INJECT_AFTER = 0, 1
+_NO_EFFECTS: list[Effect] = []
 ADMIN_DATABASES = ("multigres", "pgbouncer")
 
 
@@ -61,12 +96,26 @@ class Client(asyncio.Protocol):
         self.statements: dict[bytes, tuple[str, bytes, list[Effect]]] = {}
         self.portal_effects: dict[bytes, list[Effect]] = {}
         self.batch_effects: list[Effect] = []
-        self.batch_word = ""
-        # Per Z-producing message in flight: (effects, first word of the statement).
-        self.inflight: deque[tuple[list[Effect], str]] = deque()
-        self.tx_effects: list[Effect] = []
+        # Per Z-producing message in flight: its session effects.
+        self.inflight: deque[list[Effect]] = deque()
+        # Effects of the open transaction, until it commits or rolls back.
+        self.tx = Transaction()
+        # Startup settings a RESET sent back to the server's default on the linked backend.
+        self._fixups: set[str] = set()
+        # Whether something still pins the backend is unknown: ask Postgres (PROBE_SQL).
+        self._probe_wanted = False
+        self._inject_kind = _INJECT_SYNC
         self.query_failed = False
         self.in_batch = False
+        # After the pooler reported an error inside an extended batch: drop messages up to
+        # the batch's Sync, as Postgres does.
+        self._skipping = False
+        # The backend died in this client's transaction: the client is in a failed
+        # transaction (as after any error) until it ends it; the error to report next.
+        self.lost_tx = False
+        self._lost_error: bytes | None = None
+        # Answering an extended-protocol ROLLBACK (or COMMIT) of a lost transaction.
+        self._fake_rollback = False
         self._have_current = False
         self._reading_paused = False
         self._idle_tx_timer: asyncio.TimerHandle | None = None
@@ -98,12 +147,16 @@ class Client(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The client reads slower than the server sends: stop reading from the server, so
         # that nothing buffers without bound (the kernel's socket buffers hold the rest).
-        if self.backend is not None and self.backend.transport is not None:
-            self.backend.transport.pause_reading()
+        self._writing_paused = True
+        if self.backend is not None:
+            self.backend.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.backend is not None and self.backend.transport is not None:
-            self.backend.transport.resume_reading()
+        self._writing_paused = False
+        if self.backend is not None:
+            self.backend.resume_reading()
+
+    _writing_paused = False
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self._reading_paused:
@@ -123,9 +176,16 @@ class Client(asyncio.Protocol):
             elif self.state in (STARTUP, AUTH):
                 self.server.startup.handle(self)
         except ProtocolError as e:
-            self.fatal(PoolerError(codes.PROTOCOL_VIOLATION, str(e)))
+            self._fail(PoolerError(codes.PROTOCOL_VIOLATION, str(e)))
         except PoolerError as e:
-            self.fatal(e)
+            self._fail(e)
+
+    def _fail(self, err: PoolerError) -> None:
+        # The messages before the bad one were accepted (and counted as in flight): send
+        # them, so that the backend's answers match what the pooler expects when it cleans
+        # the backend up for the next client.
+        self._flush_backend()
+        self.fatal(err)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -215,28 +275,51 @@ class Client(asyncio.Protocol):
             self.fatal(error)
             return
         # The statement that wanted a backend fails; the session goes on.
+        t = self.rbuf.get_message_type() if self._have_current else _Q
         self._have_current = False
-        self._skip_to_sync()
-        self.error(error)
+        self.send(error.to_message())
+        if t == _Q or t == _F:
+            self.send(self._rfq())
+        else:
+            self._skipping = True
+        self._process()
+
+    def _rfq(self) -> bytes:
+        """ReadyForQuery for a client that holds no backend."""
+        return msgs.RFQ_FAILED if self.lost_tx else msgs.RFQ_IDLE
 
     def _link(self, backend: Backend) -> bool:
         backend.link(self)
+        if self._writing_paused:
+            backend.pause_reading()
         self.backend = backend
         self.last_backend = backend
         if backend.synced_with != (self.id, self.session.version):
             sql = settings_diff(backend.settings, self.session.settings)
             if sql:
+                self._inject_kind = _INJECT_SYNC
                 backend.inject(sql, [])
                 return False
             backend.synced_with = (self.id, self.session.version)
         return True
 
     def on_injected(self, backend: Backend, held: list[bytes]) -> None:
+        if self._inject_kind == _INJECT_AFTER:
+            self._after_injected(backend)
+            return
         backend.settings = dict(self.session.settings)
         backend.synced_with = (self.id, self.session.version)
         self._resume()
 
     def on_inject_failed(self, backend: Backend, fields: dict[str, str]) -> None:
+        if self._inject_kind == _INJECT_AFTER and not self._fixups:
+            # Only the pin probe failed (catalogs hidden from this user?): what pins the
+            # backend stays as the statements said, which holds it longer, never shorter.
+            self._inject_kind = _INJECT_SYNC
+            self._probing = self._probe_wanted = False
+            self._settle(backend)
+            self._resume()
+            return
         # Never run a client's statements with settings (a role!) other than its own.
         self.backend = None
         backend.unlink()
@@ -251,12 +334,14 @@ class Client(asyncio.Protocol):
         ))
 
     def _resume(self) -> None:
+        """Go on with what the client sent while the pooler's own query ran."""
         backend = self.backend
-        if backend is None:
-            return
         if self.state == LOGIN:
-            self._finish_login(backend)
-        else:
+            if backend is not None:
+                self._finish_login(backend)
+        elif self.state == READY:
+            # The backend may be back in the pool (the probe found nothing pinning it): the
+            # next message then takes one again.
             self._process()
 
     # -- the data path ---------------------------------------------------------------------
@@ -269,6 +354,11 @@ class Client(asyncio.Protocol):
                     break
                 self._have_current = True
             t = rb.get_message_type()
+            if t in _EMPTY_TYPES and rb.get_message_length() != 4:
+                # Postgres would answer with an error nobody expects (a Sync or Flush is
+                # not answered by one), and the pooler lose count of what is in flight.
+                raise PoolerError(codes.PROTOCOL_VIOLATION,
+                                  f"invalid message format: message {chr(t)!r} has a body")
             if self.admin is not None:
                 self._have_current = False
                 self.admin.handle(self, t, rb)
@@ -278,11 +368,18 @@ class Client(asyncio.Protocol):
                 if t == _X:
                     self._terminate()
                     return
-                if t == _S or t == _H:
-                    # A Sync or Flush with nothing before it (or after an error we reported).
+                if t == _S or t == _H or self._skipping or self._fake_rollback:
+                    # A Sync or Flush with nothing before it, or the rest of a batch after an
+                    # error the pooler reported.
                     self._have_current = False
-                    if t == _S:
-                        self.send(msgs.RFQ_IDLE)
+                    if self._fake_rollback:
+                        self._answer_rollback(t)
+                    elif t == _S:
+                        self._skipping = False
+                        self.send(self._rfq())
+                    continue
+                if self.lost_tx and not self._in_lost_tx(t):
+                    self._have_current = False
                     continue
                 if not self._want_backend():
                     break
@@ -307,9 +404,8 @@ class Client(asyncio.Protocol):
         self._cancel_idle_tx_timer()
         if t == _Q:
             msg = rb.message_bytes()
-            sql = msg[5:-1].decode("utf-8", "replace")
-            effects = session_effects(sql)
-            self.inflight.append((effects, _first_word(sql)))
+            effects = session_effects(msg[5:-1].decode("utf-8", "replace"))
+            self.inflight.append(effects)
             backend.pending += 1
             backend.syncs_sent += 1
             self.queries += 1
@@ -323,6 +419,7 @@ class Client(asyncio.Protocol):
             effects = session_effects(query.decode("utf-8", "replace"))
             if not name:
                 self.statements[b""] = ("", b"", effects)
+                backend.sent_parse(None)
                 out.write_raw(_parse_msg(b"", query, tail))
                 return
             sname = server_statement_name(query, tail)
@@ -332,8 +429,8 @@ class Client(asyncio.Protocol):
                 # Already there (another client's, or ours from before): Postgres refuses a
                 # second Parse of a name, so close it first and hide that CloseComplete.
                 out.write_raw(_close_msg(_STMT, sname.encode()))
-                backend.swallow_close.append((backend.syncs_sent, sname))
-            backend.prepared.add(sname)
+                backend.sent_close(sname, swallow=True)
+            backend.sent_parse(sname, client_name=name)
             out.write_raw(parse)
         elif t == _B:
             self.in_batch = True
@@ -352,7 +449,6 @@ class Client(asyncio.Protocol):
             self.in_batch = True
             portal = rb.read_cstr()
             self.batch_effects.extend(self.portal_effects.get(portal, ()))
-            entry = self.statements.get(b"")
             self.queries += 1
             out.write_raw(rb.message_bytes())
             self._start_query_timer()
@@ -360,23 +456,22 @@ class Client(asyncio.Protocol):
             self.in_batch = True
             kind = rb.read_byte()
             name = rb.read_cstr()
-            if kind != _STMT or not name:
-                out.write_raw(rb.message_bytes())
-                return
-            entry = self.statements.get(name)
+            entry = self.statements.get(name) if kind == _STMT and name else None
             if entry is None:
+                if t == _C:
+                    backend.sent_close(None)
                 out.write_raw(rb.message_bytes())
                 return
             if t == _C:
                 del self.statements[name]
-                backend.prepared.discard(entry[0])
+                backend.sent_close(entry[0], client=(name, entry))
                 out.write_raw(_close_msg(_STMT, entry[0].encode()))
             else:
                 sname = self._ensure_prepared(backend, entry)
                 out.write_raw(_describe_msg(_STMT, sname.encode()))
         elif t == _S:
             self.in_batch = False
-            self.inflight.append((self.batch_effects, self.batch_word))
+            self.inflight.append(self.batch_effects)
             self.batch_effects = []
             backend.pending += 1
             backend.syncs_sent += 1
@@ -384,9 +479,11 @@ class Client(asyncio.Protocol):
         elif t == _H:
             out.write_raw(rb.message_bytes())
         elif t == _COPY_DATA or t == _COPY_DONE or t == _COPY_FAIL:
-            out.write_raw(rb.message_bytes())
+            if backend.copy or backend.pending:
+                out.write_raw(rb.message_bytes())
+            # else: no COPY is running or starting; Postgres would ignore it too.
         elif t == _F:
-            self.inflight.append(([], ""))
+            self.inflight.append(_NO_EFFECTS)
             backend.pending += 1
             backend.syncs_sent += 1
             out.write_raw(rb.message_bytes())
@@ -401,75 +498,163 @@ class Client(asyncio.Protocol):
         if sname not in backend.prepared:
             # This backend has not seen the statement: prepare it first, answer hidden.
             self.to_backend.write_raw(parse)
-            backend.prepared.add(sname)
-            backend.swallow_parse.append((backend.syncs_sent, sname))
+            backend.sent_parse(sname, swallow=True)
         return sname
 
-    def _skip_to_sync(self) -> None:
-        """After an error the pooler itself reported inside an extended batch, drop the
-        batch's remaining messages up to its Sync, as Postgres does."""
-        if not self.in_batch:
-            return
+    # -- a transaction whose backend died -------------------------------------------------------
+
+    def _in_lost_tx(self, t: int) -> bool:
+        """The client's transaction died with its backend: answer as Postgres does in a failed
+        transaction (only its end is accepted, and COMMIT rolls back), without a backend.
+        True when the message goes on to a backend after all."""
         rb = self.rbuf
-        while rb.take_message():
-            if rb.get_message_type() == _S:
-                self.in_batch = False
-                return
+        if t == _Q:
+            word = _tx_end(rb.message_bytes()[5:-1])
+            if word:
+                self.lost_tx = False
+                self._lost_error = None
+                self.send(_ROLLBACK_DONE)
+                self.send(msgs.RFQ_IDLE)
+            else:
+                self.send(self._lost_error or _IN_FAILED_TX)
+                self._lost_error = None
+                self.send(msgs.RFQ_FAILED)
+            return False
+        if t == _P:
+            msg = rb.message_bytes()
+            name_end = msg.index(b"\x00", 5)
+            query = msg[name_end + 1:msg.index(b"\x00", name_end + 1)]
+            if _tx_end(query):
+                self._fake_rollback = True
+                self._answer_rollback(t)
+                return False
+        self.send(self._lost_error or _IN_FAILED_TX)
+        self._lost_error = None
+        if t == _F:
+            self.send(msgs.RFQ_FAILED)
+        else:
+            self._skipping = True
+        return False
+
+    def _answer_rollback(self, t: int) -> None:
+        """One message of an extended-protocol ROLLBACK/COMMIT of a lost transaction."""
+        if t == _P:
+            self.send(msgs.PARSE_COMPLETE)
+        elif t == _B:
+            self.send(_BIND_COMPLETE)
+        elif t == _D:
+            if self.rbuf.read_byte() == _STMT:
+                self.send(_NO_PARAMETERS)
+            self.send(_NO_DATA)
+        elif t == _E:
+            self.send(_ROLLBACK_DONE)
+        elif t == _C:
+            self.send(msgs.CLOSE_COMPLETE)
+        elif t == _S:
+            self._fake_rollback = False
+            self.lost_tx = False
+            self._lost_error = None
+            self.send(msgs.RFQ_IDLE)
 
     # -- events from the backend ---------------------------------------------------------------
 
     def on_ready_for_query(self, backend: Backend, status: int) -> None:
         self._cancel_query_timer()
-        effects, word = self.inflight.popleft() if self.inflight else ([], "")
+        effects = self.inflight.popleft() if self.inflight else _NO_EFFECTS
         failed = self.query_failed
         self.query_failed = False
         if status == _I:
-            if self.tx_effects or (backend.syncs_done and self._was_in_tx):
-                committed = not failed and word not in ("rollback", "abort")
-                if committed:
-                    self._commit_effects(backend, self.tx_effects + effects)
-                self.tx_effects = []
-                self.transactions += 1
-            elif not failed and effects:
-                self._commit_effects(backend, effects)
-            elif not failed:
-                self.transactions += 1
-            self._was_in_tx = False
-        elif status == _T:
-            if not failed:
-                self.tx_effects.extend(effects)
-            self._was_in_tx = True
-        else:
-            self._was_in_tx = True
-        if self.state == LOGIN:
+            self.transactions += 1
+        tx = self.tx
+        if effects or tx.pending or tx.failed:
+            self._account(backend, status, effects, failed)
+        if self.state == LOGIN or self.backend is not backend:
             return
+        if (backend.pending == 0 and not self.in_batch and status != _ERR
+                and (self._fixups or (self._probe_wanted and status == _I))):
+            self._inject_after(backend, status)
+            return
+        self._settle(backend)
+
+    def _settle(self, backend: Backend) -> None:
+        """Nothing in flight from the pooler: release the backend, or time the idle
+        transaction."""
         self._maybe_release(backend)
-        if self.backend is not None and backend.pending == 0 and status != _I:
+        if self.backend is not None and backend.pending == 0 and backend.tx_status != _I:
             self._start_idle_tx_timer()
 
-    _was_in_tx = False
+    def _account(self, backend: Backend, status: int, effects: list[Effect],
+                 failed: bool) -> None:
+        """Follow what a completed message did to the session (rare: most have no effects)."""
+        now = [e for e in effects if e.kind not in TRANSACTIONAL and e.kind not in TX_CONTROL]
+        in_tx = [e for e in effects if e.kind in TRANSACTIONAL or e.kind in TX_CONTROL]
+        self._fixups |= reset_fixups(effects, self.session.base)
+        if now:
+            self._commit_effects(backend, now, failed)
+        committed, undone = self.tx.on_ready(status, in_tx, failed)
+        if committed:
+            self._commit_effects(backend, committed, False)
+        if undone:
+            # Postgres put these back as they were; should the pooler's idea of the backend
+            # be wrong, the next client to take it sets them afresh.
+            for name in touched_settings(undone, backend.settings):
+                backend.settings[name] = UNKNOWN
+            backend.synced_with = (0, -1)
+        if self.session.needs_probe(effects, failed):
+            self._probe_wanted = True
 
-    def _commit_effects(self, backend: Backend, effects: list[Effect]) -> None:
-        if not effects:
-            return
+    def _commit_effects(self, backend: Backend, effects: list[Effect], failed: bool) -> None:
         before = self.session.version
-        if self.session.apply(effects):
-            backend.prepared.clear()
-            backend.settings = {}
+        if self.session.apply(effects, failed):
+            backend.forget_prepared()
             self.statements.clear()
-        # The statements ran on this backend: it now has what the client has, except that a
-        # RESET there went to the server's default where the client's is its startup value.
         if self.session.version != before:
+            # The statements ran on this backend: it now has the client's settings, except
+            # those a RESET sent to the server's default (set again by _inject_after).
             backend.settings = dict(self.session.settings)
-            for e in effects:
-                if e.kind.name in ("RESET", "RESET_ALL", "DISCARD_ALL"):
-                    backend.settings = {
-                        k: v for k, v in backend.settings.items() if k not in self.session.base
-                    }
-                    backend.synced_with = (0, -1)
-                    break
-            else:
-                backend.synced_with = (self.id, self.session.version)
+            for name in self._fixups:
+                backend.settings[name] = UNKNOWN
+            backend.synced_with = (self.id, self.session.version)
+
+    def _inject_after(self, backend: Backend, status: int) -> None:
+        """Before the client's next message: set again the startup values a RESET lost on
+        this backend, and ask Postgres what still pins it."""
+        parts = []
+        if self._fixups:
+            wanted = effective_settings(self.session, self.tx.pending)
+            for name in sorted(self._fixups):
+                if name in wanted:
+                    parts.append(set_statement(name, wanted[name]))
+        self._probing = self._probe_wanted and status == _I
+        if self._probing:
+            parts.append(PROBE_SQL)
+        if not parts:
+            self._fixups.clear()
+            self._settle(backend)
+            return
+        self._inject_kind = _INJECT_AFTER
+        backend.inject("; ".join(parts), [])
+
+    _probing = False
+
+    def _after_injected(self, backend: Backend) -> None:
+        self._inject_kind = _INJECT_SYNC
+        if self._fixups:
+            if backend.tx_status == _I:
+                for name in self._fixups:
+                    if name in self.session.settings:
+                        backend.settings[name] = self.session.settings[name]
+                    else:
+                        backend.settings.pop(name, None)
+            self._fixups.clear()
+        if self._probing:
+            self._probing = False
+            self._probe_wanted = False
+            if backend.inject_rows:
+                row = backend.inject_rows[-1]
+                self.session.apply_probe([int(v or 0) for v in row])
+        self._settle(backend)
+        self._resume()
 
     def _maybe_release(self, backend: Backend) -> None:
         if (self.backend is backend and backend.is_idle() and not self.in_batch
@@ -491,6 +676,9 @@ class Client(asyncio.Protocol):
         """The server connection died while this client held it."""
         self.backend = None
         self._cancel_timers()
+        self._fixups.clear()
+        self._probe_wanted = self._probing = False
+        self._inject_kind = _INJECT_SYNC
         if self.state == LOGIN:
             self.fatal(PoolerError(codes.CONNECTION_FAILURE,
                                    "server connection lost during login"))
@@ -502,23 +690,38 @@ class Client(asyncio.Protocol):
                 + ", ".join(self.session.pin_reasons()) + ") is gone",
             ))
             return
-        in_tx = backend.tx_status != _I or bool(self.tx_effects) or self._was_in_tx
-        busy = backend.pending > 0 or self.in_batch
+        in_tx = backend.tx_status != _I or bool(self.tx)
+        pending = backend.pending
+        busy = pending > 0 or self.in_batch
         self.inflight.clear()
-        self.tx_effects = []
-        self._was_in_tx = False
+        self.tx = Transaction()
         self.statements = {k: v for k, v in self.statements.items() if k}
-        if in_tx or busy:
-            what = "the transaction was rolled back" if in_tx else "the statement did not finish"
-            self.send(msgs.error_response(
-                codes.CONNECTION_FAILURE,
-                f"server connection lost; {what}",
-                hint="retry the transaction: this connection stays usable",
-            ))
-            self._skip_to_sync()
+        if not (in_tx or busy):
+            return  # nothing was lost: the next statement takes another backend
+        what = "the transaction was rolled back" if in_tx else "the statement did not finish"
+        fields = backend.fatal_fields or {}
+        reason = fields.get("M") or (str(exc) if exc else "the server closed the connection")
+        err = msgs.error_response(
+            codes.CONNECTION_FAILURE,
+            f"server connection lost ({reason}); {what}",
+            hint="retry the transaction: this connection stays usable",
+        )
+        self.lost_tx = in_tx
+        rfq = self._rfq()
+        # Every query or batch in flight gets its error and ReadyForQuery (none of them ran).
+        for _ in range(pending):
+            self.send(err)
+            self.send(rfq)
+        if self.in_batch:
+            # A batch not synced yet: error now, ReadyForQuery at its Sync.
+            self.send(err)
             self.in_batch = False
-            self.send(msgs.RFQ_IDLE)
-            self.flush()
+            self._skipping = True
+        if not busy:
+            # Idle in the transaction: the client learns it at its next statement.
+            self._lost_error = err
+        self.flush()
+        self._process()
 
     # -- leaving -----------------------------------------------------------------------------
 
@@ -534,8 +737,17 @@ class Client(asyncio.Protocol):
         if backend.closed:
             self.pool.forget(backend)
             return
-        if backend.pending > 0 or backend.copy or backend.injecting:
-            # Mid-statement: cancelling and waiting costs more than a new connection.
+        if (backend.pending > 0 or self.in_batch or backend.error_in_batch or backend.copy
+                or backend.injecting):
+            # Mid-query (or mid-batch, or COPY): close the connection, and Postgres rolls
+            # back. Postgres notices a closed socket only when it next reads or writes, so a
+            # running query is cancelled too, or it would run to its end holding its locks.
+            # (Reusing the backend would mean matching every answer still to come to what
+            # the client sent, and a client that sent what Postgres ignores leaves nothing
+            # to match.)
+            if backend.pending > 0:
+                cfg = self.server.config
+                self.server.spawn(send_cancel(backend, cfg.pg_host, cfg.pg_port))
             self.pool.forget(backend)
             backend.close()
             return
@@ -544,24 +756,23 @@ class Client(asyncio.Protocol):
             cleanup.append("ROLLBACK")
         if self.session.pinned:
             cleanup.append("DISCARD ALL")
-            backend.prepared.clear()
+            backend.forget_prepared()
             backend.settings = {}
             backend.synced_with = (0, -1)
         if not cleanup:
             self.pool.release(backend)
             return
-        for sql in cleanup:
-            backend.pending += 1
-            backend.syncs_sent += 1
-            backend.write(msgs.query(sql))
-        # Backend.on_unlinked_idle returns it to the pool once the answers are in.
+        backend.clean_up(cleanup)
 
     # -- cancel and timers ---------------------------------------------------------------------
 
     def cancel_running(self) -> None:
+        """Cancel this client's query, if one runs now (else nothing: see the module's
+        docstring)."""
         backend = self.backend
         if backend is not None and backend.pending > 0:
-            self.server.send_cancel(backend.pid, backend.key)
+            cfg = self.server.config
+            self.server.spawn(send_cancel(backend, cfg.pg_host, cfg.pg_port))
 
     def _start_query_timer(self) -> None:
         timeout = self.server.config.query_timeout
@@ -611,9 +822,24 @@ class Client(asyncio.Protocol):
         self._cancel_query_timer()
 
 
-def _first_word(sql: str) -> str:
-    s = sql.lstrip()[:16].split(None, 1)
-    return s[0].lower().rstrip(";") if s else ""
+# Messages that have no body.
+_EMPTY_TYPES = frozenset((_S, _H, _X, _COPY_DONE))
+
+_IN_FAILED_TX = msgs.error_response(
+    codes.IN_FAILED_SQL_TRANSACTION,
+    "current transaction is aborted, commands ignored until end of transaction block",
+)
+_ROLLBACK_DONE = msgs.command_complete("ROLLBACK")
+_BIND_COMPLETE = bytes((ord("2"), 0, 0, 0, 4))
+_NO_DATA = bytes((ord("n"), 0, 0, 0, 4))
+_NO_PARAMETERS = bytes((ord("t"), 0, 0, 0, 6, 0, 0))
+_TX_END_WORDS = (b"rollback", b"abort", b"commit", b"end")
+
+
+def _tx_end(sql: bytes) -> bool:
+    """Is ``sql`` one statement that ends a transaction (ROLLBACK, ABORT, COMMIT, END)?"""
+    words = sql.strip().rstrip(b";").split()
+    return bool(words) and words[0].lower() in _TX_END_WORDS and b";" not in sql.strip()[:-1]
 
 
 def _parse_msg(name: bytes, query: bytes, tail: bytes) -> bytes:

@@ -159,6 +159,10 @@ class Pool:
 
     def release(self, backend: Backend) -> None:
         """A client is done with ``backend`` (idle, no transaction, nothing pinned)."""
+        if backend.cancels_in_flight and not backend.closed:
+            # Not before Postgres has taken the cancel (backend.send_cancel releases it).
+            backend.release_after_cancel = True
+            return
         self.active.discard(backend)
         now = time.monotonic()
         if backend.closed or (self.lifetime > 0 and now - backend.created_at > self.lifetime):

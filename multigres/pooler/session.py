@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from multigres.sql.session import Effect, Kind
+from multigres.sql.session import CONFIG_VALUE, Effect, Kind
+
+# A backend's value for a setting the pooler lost track of: differs from every real value,
+# so the next client to take the backend sets (or resets) it.
+UNKNOWN = "\x00unknown"
 
 # Startup parameters that are not settings.
 NOT_SETTINGS = frozenset({"user", "database", "replication", "options"})
@@ -66,6 +70,39 @@ def _parse_options(options: str) -> list[tuple[str, str]]:
     return out
 
 
+# Settings that RESET ALL leaves alone (GUC_NO_RESET_ALL in Postgres).
+ROLE_KEYS = ("session_authorization", "role")
+
+# What pins a backend, as Postgres sees it: one round trip, run only after a statement whose
+# effect on these the pooler cannot know from its text (a pg_try_advisory_lock that may have
+# failed, an unlock, a DROP of what may be the last temp table, a failed PREPARE, ...).
+PROBE_SQL = (
+    "SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+    " AND pid = pg_catalog.pg_backend_pid()),"
+    " (SELECT count(*) FROM pg_catalog.pg_class"
+    " WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+    " + (SELECT count(*) FROM pg_catalog.pg_proc"
+    " WHERE pronamespace = pg_catalog.pg_my_temp_schema())"
+    " + (SELECT count(*) FROM pg_catalog.pg_type"
+    " WHERE typnamespace = pg_catalog.pg_my_temp_schema()),"
+    " (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql),"
+    " (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable),"
+    " (SELECT count(*) FROM pg_catalog.pg_listening_channels())"
+)
+
+# Effects on what pins a backend (for deciding when to probe).
+_PIN_KINDS = frozenset({
+    Kind.PREPARE, Kind.DEALLOCATE, Kind.DEALLOCATE_ALL, Kind.DECLARE_HOLD, Kind.CLOSE,
+    Kind.CLOSE_ALL, Kind.TEMP_OBJECT, Kind.ADVISORY_LOCK, Kind.ADVISORY_UNLOCK,
+    Kind.ADVISORY_UNLOCK_ALL, Kind.LISTEN, Kind.UNLISTEN, Kind.UNLISTEN_ALL, Kind.DROP,
+})
+# Non-transactional effects that end a pin: not applied when their message failed (they may
+# not have run), and the probe finds out.
+_UNPIN_KINDS = frozenset({
+    Kind.DEALLOCATE, Kind.DEALLOCATE_ALL, Kind.CLOSE, Kind.CLOSE_ALL, Kind.ADVISORY_UNLOCK_ALL,
+})
+
+
 @dataclass
 class SessionState:
     base: dict[str, str]
@@ -102,24 +139,40 @@ class SessionState:
         return bool(self.listening or self.temp_objects or self.advisory_locks
                     or self.sql_prepared or self.held_cursors or self.untracked)
 
-    def apply(self, effects: list[Effect]) -> bool:
-        """Apply committed effects; True when the backend's state was reset (DISCARD ALL or
-        DEALLOCATE ALL: its protocol-level prepared statements are gone too)."""
+    def apply(self, effects: list[Effect], failed: bool = False) -> bool:
+        """Apply effects that happened (committed, or not transactional); True when the
+        backend's state was reset (DISCARD ALL or DEALLOCATE ALL: its protocol-level prepared
+        statements are gone too). ``failed``: the message they came in failed part way, so
+        only effects that pin are applied (the probe tells the rest)."""
         server_reset = False
         before = dict(self.settings)
         for e in effects:
             k = e.kind
+            if failed and k in _UNPIN_KINDS:
+                continue
             if k is Kind.SET:
                 self.settings[e.name] = e.value
+                if e.name == "session_authorization":
+                    # SET SESSION AUTHORIZATION also resets the role.
+                    self.settings.pop("role", None)
             elif k is Kind.RESET:
-                if e.name in self.base:
+                if e.name == "session_authorization":
+                    self.settings.pop("session_authorization", None)
+                    self.settings.pop("role", None)
+                elif e.name in self.base:
                     self.settings[e.name] = self.base[e.name]
                 else:
                     self.settings.pop(e.name, None)
             elif k is Kind.RESET_ALL:
-                self.settings = dict(self.base)
+                kept = dict(self.base)
+                for key in ROLE_KEYS:
+                    if key in self.settings:
+                        kept[key] = self.settings[key]
+                    else:
+                        kept.pop(key, None)
+                self.settings = kept
             elif k is Kind.DISCARD_ALL:
-                self.settings = dict(self.base)
+                self.settings = {k: v for k, v in self.base.items() if k not in ROLE_KEYS}
                 self.listening.clear()
                 self.temp_objects = self.advisory_locks = self.untracked = False
                 self.sql_prepared.clear()
@@ -158,6 +211,167 @@ class SessionState:
             self.version += 1
         return server_reset
 
+    def needs_probe(self, effects: list[Effect], failed: bool) -> bool:
+        """After ``effects`` ran (``failed``: their message failed part way), is it unknown
+        whether something still pins the backend?"""
+        for e in effects:
+            k = e.kind
+            if k not in _PIN_KINDS:
+                continue
+            if failed:
+                return True
+            if k is Kind.ADVISORY_LOCK and e.name == "try":
+                return True
+            if k is Kind.ADVISORY_UNLOCK and self.advisory_locks:
+                return True
+            if k is Kind.DROP and self.temp_objects:
+                return True
+        return False
+
+    def apply_probe(self, row: list[int]) -> None:
+        """What PROBE_SQL found: [advisory locks, temp objects, SQL prepared statements,
+        holdable cursors, channels listened to]."""
+        locks, temps, prepared, held, listening = row
+        self.advisory_locks = locks > 0
+        self.temp_objects = temps > 0
+        if not prepared:
+            self.sql_prepared.clear()
+        elif not self.sql_prepared:
+            self.sql_prepared.add("?")
+        if not held:
+            self.held_cursors.clear()
+        elif not self.held_cursors:
+            self.held_cursors.add("?")
+        if not listening:
+            self.listening.clear()
+        elif not self.listening:
+            self.listening.add("?")
+
+
+def reset_fixups(effects: list[Effect], base: dict[str, str]) -> set[str]:
+    """Settings to apply again after ``effects`` ran on a backend: RESET there returns to the
+    server's default, where the client expects the value its own startup packet gave."""
+    out: set[str] = set()
+    if not base:
+        return out
+    for e in effects:
+        if e.kind is Kind.RESET and e.name in base:
+            out.add(e.name)
+        elif e.kind is Kind.RESET_ALL or e.kind is Kind.DISCARD_ALL:
+            out.update(k for k in base if k not in ROLE_KEYS)
+        elif e.kind is Kind.SET:
+            out.discard(e.name)
+    return out
+
+
+def effective_settings(session: SessionState, pending: list[Effect]) -> dict[str, str]:
+    """The client's settings if the open transaction's ``pending`` effects commit."""
+    if not pending:
+        return session.settings
+    view = SessionState(base=session.base)
+    view.settings = dict(session.settings)
+    view.apply([e for e in pending if e.kind in _SETTING_KINDS])
+    return view.settings
+
+
+_SETTING_KINDS = frozenset({Kind.SET, Kind.RESET, Kind.RESET_ALL})
+
+
+def touched_settings(effects: list[Effect], current: dict[str, str]) -> set[str]:
+    """Names of the settings ``effects`` may have changed."""
+    out: set[str] = set()
+    for e in effects:
+        if e.kind is Kind.SET or e.kind is Kind.RESET:
+            out.add(e.name)
+            if e.name == "session_authorization":
+                out.add("role")
+        elif e.kind is Kind.RESET_ALL or e.kind is Kind.DISCARD_ALL:
+            out.update(current)
+    return out
+
+
+class Transaction:
+    """The effects of a client's open transaction, until the transaction ends.
+
+    Postgres undoes the transactional effects (SET, LISTEN, temp tables, WITH HOLD cursors)
+    of a transaction that rolls back: ROLLBACK, or COMMIT after an error, and ROLLBACK TO
+    SAVEPOINT for those after the savepoint. The pooler sees the statements and the status of
+    each ReadyForQuery, so effects wait here and are handed back as committed or undone when
+    the status says the transaction is over. Savepoints are kept in the list as markers.
+    """
+
+    __slots__ = ("failed", "pending")
+
+    def __init__(self) -> None:
+        self.pending: list[Effect] = []
+        # The transaction hit an error and no ROLLBACK TO has recovered it since.
+        self.failed = False
+
+    def __bool__(self) -> bool:
+        return bool(self.pending) or self.failed
+
+    def on_ready(
+        self, status: int, effects: list[Effect], failed: bool
+    ) -> tuple[list[Effect], list[Effect]]:
+        """A message (query or batch up to Sync) completed with transaction ``status`` (an
+        int: I, T or E); ``effects`` are its transactional effects in order, ``failed`` when it
+        reported an error. Returns (committed, undone) effects, without savepoint markers."""
+        committed: list[Effect] = []
+        undone: list[Effect] = []
+        pending = self.pending
+        for e in effects:
+            k = e.kind
+            if k is Kind.SAVEPOINT:
+                pending.append(e)
+            elif k is Kind.RELEASE:
+                # Releasing a savepoint also releases those made after it; effects stay.
+                i = _last_marker(pending, e.name)
+                if i is not None:
+                    pending[i:] = [p for p in pending[i:] if p.kind is not Kind.SAVEPOINT]
+            elif k is Kind.ROLLBACK_TO:
+                # In a message that failed, this may not have run (or failed itself).
+                i = _last_marker(pending, e.name)
+                if not failed and i is not None:
+                    undone.extend(pending[i + 1:])
+                    del pending[i + 1:]
+                    self.failed = False
+            elif k is Kind.ROLLBACK:
+                if not failed:
+                    undone.extend(pending)
+                    pending.clear()
+                    self.failed = False
+            elif k is Kind.COMMIT_AND_CHAIN:
+                if not failed and not self.failed:
+                    committed.extend(pending)
+                    pending.clear()
+            else:
+                pending.append(e)
+        if status == _I:
+            if failed or self.failed:
+                undone.extend(pending)
+            else:
+                committed.extend(pending)
+            pending.clear()
+            self.failed = False
+        elif status == _E or failed:
+            self.failed = True
+        return (_effects_only(committed), _effects_only(undone))
+
+
+_I, _E = ord("I"), ord("E")
+
+
+def _last_marker(pending: list[Effect], name: str) -> int | None:
+    for i in range(len(pending) - 1, -1, -1):
+        e = pending[i]
+        if e.kind is Kind.SAVEPOINT and e.name == name:
+            return i
+    return None
+
+
+def _effects_only(effects: list[Effect]) -> list[Effect]:
+    return [e for e in effects if e.kind is not Kind.SAVEPOINT]
+
 
 def settings_diff(current: dict[str, str], wanted: dict[str, str]) -> str:
     """SQL that turns a backend with ``current`` settings into one with ``wanted``.
@@ -181,7 +395,14 @@ def settings_diff(current: dict[str, str], wanted: dict[str, str]) -> str:
     return "; ".join(stmts)
 
 
+def set_statement(name: str, value: str) -> str:
+    """The SQL that sets ``name`` to ``value`` (a SQL value as the client wrote it)."""
+    return _set_stmt(name, value)
+
+
 def _set_stmt(name: str, value: str) -> str:
+    if value.startswith(CONFIG_VALUE):
+        return f"SELECT pg_catalog.set_config({quote_literal(name)}, {value[1:]}, false)"
     if name == "timezone":
         return f"SET TIME ZONE {value}"
     if name == "role":

@@ -33,8 +33,18 @@ class Kind(enum.Enum):
     CLOSE = "close"  # name
     CLOSE_ALL = "close_all"
     TEMP_OBJECT = "temp_object"
+    # name "try" for pg_try_advisory_lock (which may not get the lock)
     ADVISORY_LOCK = "advisory_lock"
+    ADVISORY_UNLOCK = "advisory_unlock"
     ADVISORY_UNLOCK_ALL = "advisory_unlock_all"
+    # DROP: may end a pin (a temp table dropped).
+    DROP = "drop"
+    # Transaction control that decides which of the effects above stick.
+    SAVEPOINT = "savepoint"  # name
+    RELEASE = "release"  # name
+    ROLLBACK_TO = "rollback_to"  # name
+    ROLLBACK = "rollback"
+    COMMIT_AND_CHAIN = "commit_and_chain"
     # Session state we cannot track (set_config(..., false), SET ... FROM CURRENT, LOAD,
     # SET SESSION CHARACTERISTICS): the backend stays with this client.
     UNTRACKED = "untracked"
@@ -50,9 +60,20 @@ class Effect:
 # One C-speed search rejects statements that cannot have a session effect.
 _MAYBE = re.compile(
     r"\b(?:set|reset|discard|listen|unlisten|prepare|deallocate|declare|close|temp|temporary"
-    r"|load)\b|pg_temp|advisory|set_config",
+    r"|load|drop|savepoint|rollback|abort|release|chain)\b|pg_temp|advisory|set_config",
     re.IGNORECASE,
 )
+
+# Effects that transaction control undoes: they stick only when their transaction commits.
+# The others (SQL PREPARE, advisory locks, closing a cursor) happen at once, whatever follows.
+TRANSACTIONAL = frozenset({
+    Kind.SET, Kind.RESET, Kind.RESET_ALL, Kind.DISCARD_ALL, Kind.DISCARD_TEMP, Kind.LISTEN,
+    Kind.UNLISTEN, Kind.UNLISTEN_ALL, Kind.DECLARE_HOLD, Kind.TEMP_OBJECT, Kind.UNTRACKED,
+    Kind.DROP,
+})
+TX_CONTROL = frozenset({
+    Kind.SAVEPOINT, Kind.RELEASE, Kind.ROLLBACK_TO, Kind.ROLLBACK, Kind.COMMIT_AND_CHAIN,
+})
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _SET = re.compile(
     rf"^set\s+(?:(session|local)\s+)?({_IDENT}(?:\s*\.\s*{_IDENT})*)\s*(?:(to|=)\s*(.*)|(.*))$",
@@ -64,12 +85,23 @@ _TEMP_CREATE = re.compile(
     r"|^select\b.*\binto\s+(?:(?:global|local)\s+)?(?:temp|temporary)\b",
     re.IGNORECASE | re.DOTALL,
 )
-_ADVISORY_LOCK = re.compile(r"\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(", re.IGNORECASE)
+_ADVISORY_LOCK = re.compile(r"\bpg_(try_)?advisory_lock(?:_shared)?\s*\(", re.IGNORECASE)
+_ADVISORY_UNLOCK = re.compile(r"\bpg_advisory_unlock(?:_shared)?\s*\(", re.IGNORECASE)
 _ADVISORY_UNLOCK_ALL = re.compile(r"\bpg_advisory_unlock_all\s*\(", re.IGNORECASE)
 _SET_CONFIG = re.compile(r"\bset_config\s*\(", re.IGNORECASE)
-_SET_CONFIG_LOCAL = re.compile(r"\bset_config\s*\([^;]*,\s*true\s*\)", re.IGNORECASE | re.DOTALL)
+# set_config('name', 'value', false|true) with literal arguments: followed like SET.
+_SET_CONFIG_CALL = re.compile(
+    r"\bset_config\s*\(\s*'((?:[^']|'')*)'\s*,\s*('(?:[^']|'')*')\s*,\s*(true|false)\s*\)",
+    re.IGNORECASE,
+)
+# A SET value that came from set_config: a string literal, applied again with set_config
+# (SET name TO 'a, b' would read a list as one name).
+CONFIG_VALUE = "\x01"
 _DECLARE = re.compile(rf"^declare\s+({_IDENT})\b(.*?)\bcursor\b", re.IGNORECASE | re.DOTALL)
 _WITH_HOLD = re.compile(r"\bwith\s+hold\b", re.IGNORECASE)
+_ROLLBACK_TO = re.compile(
+    rf"^(?:(?:work|transaction)\s+)?to\s+(?:savepoint\s+)?({_IDENT})\s*$", re.IGNORECASE
+)
 
 
 def normalize_name(name: str) -> str:
@@ -87,7 +119,7 @@ def normalize_name(name: str) -> str:
 # Substrings one of which every statement with a session effect contains (lower-cased).
 # Plain `in` tests are memchr-fast; the regex above runs only when one of them is present.
 _NEEDLES = ("set", "listen", "prepare", "deallocate", "declare", "close", "temp", "advisory",
-            "discard", "load")
+            "discard", "load", "drop", "savepoint", "rollback", "abort", "release", "chain")
 
 
 def may_have_effects(sql: str) -> bool:
@@ -160,15 +192,36 @@ def _statement_effects(stmt: str) -> list[Effect]:
         return [Effect(Kind.CLOSE, normalize_name(rest))]
     if first == "load":
         return [Effect(Kind.UNTRACKED)]
+    if first in ("rollback", "abort"):
+        if first == "rollback" and words and words[0] == "prepared":
+            return []
+        m = _ROLLBACK_TO.match(rest)
+        if m:
+            return [Effect(Kind.ROLLBACK_TO, normalize_name(m.group(1)))]
+        return [Effect(Kind.ROLLBACK)]
+    if first == "savepoint" and rest:
+        return [Effect(Kind.SAVEPOINT, normalize_name(rest))]
+    if first == "release" and rest:
+        target = rest[len("savepoint"):].strip() if words[0] == "savepoint" else rest
+        return [Effect(Kind.RELEASE, normalize_name(target))]
+    if first in ("commit", "end"):
+        if words[-2:] == ["and", "chain"] and "no" not in words:
+            return [Effect(Kind.COMMIT_AND_CHAIN)]
+        return []
+    if first == "drop":
+        return [Effect(Kind.DROP)]
     out: list[Effect] = []
     if _TEMP_CREATE.search(stmt):
         out.append(Effect(Kind.TEMP_OBJECT))
     if _ADVISORY_UNLOCK_ALL.search(stmt):
         out.append(Effect(Kind.ADVISORY_UNLOCK_ALL))
-    elif _ADVISORY_LOCK.search(stmt):
-        out.append(Effect(Kind.ADVISORY_LOCK))
-    if _SET_CONFIG.search(stmt) and not _SET_CONFIG_LOCAL.search(stmt):
-        out.append(Effect(Kind.UNTRACKED))
+    elif _ADVISORY_UNLOCK.search(stmt):
+        out.append(Effect(Kind.ADVISORY_UNLOCK))
+    m = _ADVISORY_LOCK.search(stmt)
+    if m:
+        out.append(Effect(Kind.ADVISORY_LOCK, "try" if m.group(1) else ""))
+    if _SET_CONFIG.search(stmt):
+        out.extend(_set_config_effects(stmt))
     return out
 
 
@@ -184,15 +237,22 @@ def _set_effects(stmt: str, words: list[str]) -> list[Effect]:
     if words[0] in ("transaction", "constraints"):
         return []
     if words[0] == "characteristics":
-        return [Effect(Kind.UNTRACKED)]
+        return _characteristics_effects(stmt)
     body = stmt.split(None, 2 if scope else 1)[-1]
     if words[:2] == ["time", "zone"]:
         value = body.split(None, 2)[2] if len(body.split(None, 2)) > 2 else ""
         return [Effect(Kind.SET, "timezone", value.strip())] if value else []
     if words[0] == "role":
-        return [Effect(Kind.SET, "role", body.split(None, 1)[1].strip())] if len(words) > 1 else []
+        if len(words) < 2:
+            return []
+        value = body.split(None, 1)[1].strip()
+        if value.lower() == "none":
+            return [Effect(Kind.RESET, "role")]
+        return [Effect(Kind.SET, "role", value)]
     if words[0] == "authorization" and scope == "session":
         value = body.split(None, 1)[1].strip() if len(words) > 1 else ""
+        if value.lower() == "default":
+            return [Effect(Kind.RESET, "session_authorization")]
         return [Effect(Kind.SET, "session_authorization", value)] if value else []
     m = _SET.match(stmt)
     if not m:
@@ -204,3 +264,41 @@ def _set_effects(stmt: str, words: list[str]) -> list[Effect]:
     if value.lower() == "default":
         return [Effect(Kind.RESET, name)]
     return [Effect(Kind.SET, name, value)]
+
+
+def _set_config_effects(stmt: str) -> list[Effect]:
+    calls = len(_SET_CONFIG.findall(stmt))
+    literal = _SET_CONFIG_CALL.findall(stmt)
+    if len(literal) != calls:
+        # An argument that is not a literal: the pooler cannot know what is set.
+        return [Effect(Kind.UNTRACKED)]
+    out = []
+    for name, value, is_local in literal:
+        if is_local.lower() == "false":
+            out.append(Effect(Kind.SET, name.replace("''", "'").lower(), CONFIG_VALUE + value))
+    return out
+
+
+_ISOLATION = re.compile(
+    r"isolation\s+level\s+(serializable|repeatable\s+read|read\s+committed|read\s+uncommitted)",
+    re.IGNORECASE,
+)
+
+
+def _characteristics_effects(stmt: str) -> list[Effect]:
+    """SET SESSION CHARACTERISTICS AS TRANSACTION ...: the default_transaction_* settings."""
+    modes = stmt.lower().split("transaction", 1)[-1]
+    out = []
+    m = _ISOLATION.search(modes)
+    if m:
+        level = " ".join(m.group(1).split())
+        out.append(Effect(Kind.SET, "default_transaction_isolation", f"'{level}'"))
+    if re.search(r"\bread\s+only\b", modes):
+        out.append(Effect(Kind.SET, "default_transaction_read_only", "on"))
+    elif re.search(r"\bread\s+write\b", modes):
+        out.append(Effect(Kind.SET, "default_transaction_read_only", "off"))
+    if re.search(r"\bnot\s+deferrable\b", modes):
+        out.append(Effect(Kind.SET, "default_transaction_deferrable", "off"))
+    elif re.search(r"\bdeferrable\b", modes):
+        out.append(Effect(Kind.SET, "default_transaction_deferrable", "on"))
+    return out or [Effect(Kind.UNTRACKED)]
