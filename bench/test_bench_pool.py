@@ -15,6 +15,7 @@ class _Backend:
     """What the pool touches of a backend."""
 
     closed = False
+    cancels_in_flight = 0
 
     def __init__(self) -> None:
         self.created_at = 0.0

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import ssl
 import struct
 import time
 from collections import deque
@@ -31,6 +33,7 @@ from multigres.pooler.errors import PoolerError
 from multigres.wire import sqlstate as codes
 from multigres.wire.auth import AuthRequest, ClientAuthExchange
 from multigres.wire.auth_errors import AuthFailed
+from multigres.wire.tls import make_client_context
 
 if TYPE_CHECKING:
     from multigres.pooler.client import Client
@@ -546,18 +549,36 @@ async def connect(
     auth: ClientAuthExchange,
     server_params: dict[str, str],
     connect_timeout: float,
+    *,
+    tls_mode: str = "disable",
+    tls_ca: str | os.PathLike[str] | None = None,
 ) -> Backend:
+    """A logged-in server connection. ``tls_mode`` is libpq's sslmode (disable, prefer,
+    require, verify-ca, verify-full), ``tls_ca`` the root certificate to check the server's."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(connect_timeout):
-            _, backend = await loop.create_connection(
-                lambda: Backend(pool, auth, server_params), host, port
-            )
+            ctx = server_tls_context(tls_mode, tls_ca)
+            if ctx is None:
+                _, backend = await loop.create_connection(
+                    lambda: Backend(pool, auth, server_params), host, port
+                )
+            else:
+                backend = await _connect_tls(pool, host, port, auth, server_params, ctx,
+                                             tls_mode)
             return await backend.ready
     except TimeoutError as e:
         raise PoolerError(
             codes.CONNECTION_FAILURE,
             f"could not connect to the server at {host}:{port} within {connect_timeout:g} s",
+        ) from e
+    except ssl.SSLError as e:
+        why = (f"certificate verify failed: {e.verify_message}"
+               if isinstance(e, ssl.SSLCertVerificationError) else (e.reason or str(e)))
+        raise PoolerError(
+            codes.CONNECTION_FAILURE,
+            f"TLS with the server at {host}:{port} failed: {why}",
+            hint="check --server-tls and --server-tls-ca",
         ) from e
     except OSError as e:
         raise PoolerError(
@@ -565,3 +586,76 @@ async def connect(
             f"could not connect to the server at {host}:{port}: {e.strerror or e}",
             hint="is Postgres running and accepting TCP connections there?",
         ) from e
+
+
+_tls_contexts: dict[tuple[str, str | None], ssl.SSLContext | None] = {}
+
+
+def server_tls_context(
+    mode: str, ca: str | os.PathLike[str] | None = None
+) -> ssl.SSLContext | None:
+    """The TLS context for server connections (built once per setting), None for disable."""
+    key = (mode, os.fspath(ca) if ca is not None else None)
+    if key not in _tls_contexts:
+        _tls_contexts[key] = make_client_context(mode, root_cert=ca)
+    return _tls_contexts[key]
+
+
+class _SslAnswer(asyncio.Protocol):
+    """Sends SSLRequest and waits for the server's one-byte answer."""
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).write(msgs.SSL_REQUEST)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.answer.done():
+            self.answer.set_result(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ConnectionResetError(
+                "the server closed the connection after SSLRequest"))
+
+
+async def _connect_tls(
+    pool: Pool,
+    host: str,
+    port: int,
+    auth: ClientAuthExchange,
+    server_params: dict[str, str],
+    ctx: ssl.SSLContext,
+    mode: str,
+) -> Backend:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(_SslAnswer, host, port)
+    try:
+        answer = await proto.answer
+        if answer == b"S":
+            tls = await loop.start_tls(transport, proto, ctx, server_hostname=host)
+            if tls is None:
+                raise ConnectionResetError("the server closed the connection during TLS")
+            transport = tls
+        elif answer == b"N" and mode == "prefer":
+            pass  # no TLS on that server: plaintext, as libpq's prefer
+        elif answer == b"N":
+            raise PoolerError(
+                codes.CONNECTION_FAILURE,
+                f"the server at {host}:{port} does not support TLS, and --server-tls is "
+                f"{mode}",
+                hint="enable ssl in Postgres, or use --server-tls prefer or disable",
+            )
+        else:
+            # More than the one byte: it was not sent over TLS, so it cannot be trusted
+            # (CVE-2021-23222), or the server did not understand the request.
+            raise PoolerError(codes.PROTOCOL_VIOLATION,
+                              f"unexpected answer to SSLRequest from {host}:{port}")
+    except BaseException:
+        transport.close()
+        raise
+    backend = Backend(pool, auth, server_params)
+    transport.set_protocol(backend)
+    backend.connection_made(transport)
+    return backend

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import struct
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
@@ -122,8 +123,16 @@ class Client(asyncio.Protocol):
         self._query_timer: asyncio.TimerHandle | None = None
         self._auth: Any = None
         self.admin: Any = None
+        # What metrics and SHOW STATS read (stats.py): counters and times in seconds.
         self.queries = 0
         self.transactions = 0
+        self.bytes_in = 0
+        self.xact_time = 0.0
+        self.query_time = 0.0
+        # When the current transaction, busy period and wait for a backend began (0: none).
+        self._tx_start = 0.0
+        self._query_start = 0.0
+        self._wait_start = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -169,6 +178,7 @@ class Client(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         try:
             self.rbuf.feed_data(data)
             if self.state == READY:
@@ -253,6 +263,7 @@ class Client(asyncio.Protocol):
         backend = self.pool.acquire(self, prefer=self.last_backend)
         if backend is None:
             self.waiting = True
+            self._wait_start = time.monotonic()
             self.pause_reading()
             return False
         return self._link(backend)
@@ -260,6 +271,7 @@ class Client(asyncio.Protocol):
     def on_backend(self, backend: Backend) -> None:
         """The pool hands over a backend this client waited for."""
         self.waiting = False
+        self._waited()
         self.resume_reading()
         if self.state == CLOSED:
             assert self.pool is not None
@@ -270,6 +282,7 @@ class Client(asyncio.Protocol):
 
     def on_backend_error(self, error: PoolerError) -> None:
         self.waiting = False
+        self._waited()
         self.resume_reading()
         if self.state == LOGIN:
             self.fatal(error)
@@ -283,6 +296,15 @@ class Client(asyncio.Protocol):
         else:
             self._skipping = True
         self._process()
+
+    def _waited(self) -> None:
+        if self._wait_start:
+            waited = time.monotonic() - self._wait_start
+            self._wait_start = 0.0
+            self.server.meters.observe_wait(waited)
+            if self.pool is not None:
+                self.pool.total_wait_time += waited
+                self.pool.max_wait = max(self.pool.max_wait, waited)
 
     def _rfq(self) -> bytes:
         """ReadyForQuery for a client that holds no backend."""
@@ -324,8 +346,18 @@ class Client(asyncio.Protocol):
         self.backend = None
         backend.unlink()
         assert self.pool is not None
-        self.pool.forget(backend)
-        backend.close()
+        if self._inject_kind == _INJECT_SYNC and backend.tx_status == _I:
+            # The settings went in one query, an implicit transaction: it all rolled back,
+            # and the backend is as it was.
+            self.pool.release(backend)
+        else:
+            self.pool.forget(backend)
+            backend.close()
+        if self.state == LOGIN:
+            # The client's startup parameters: fail as Postgres fails such a login.
+            self.fatal(PoolerError(fields.get("C", codes.CONNECTION_FAILURE),
+                                   fields.get("M", "unknown error"), detail=fields.get("D")))
+            return
         self.fatal(PoolerError(
             codes.CONNECTION_FAILURE,
             "could not restore this session's settings on a server connection: "
@@ -402,6 +434,11 @@ class Client(asyncio.Protocol):
         rb = self.rbuf
         out = self.to_backend
         self._cancel_idle_tx_timer()
+        if not self._query_start:
+            # One clock read per busy period (and per transaction), not per message.
+            self._query_start = time.monotonic()
+            if not self._tx_start:
+                self._tx_start = self._query_start
         if t == _Q:
             msg = rb.message_bytes()
             effects = session_effects(msg[5:-1].decode("utf-8", "replace"))
@@ -563,6 +600,18 @@ class Client(asyncio.Protocol):
         effects = self.inflight.popleft() if self.inflight else _NO_EFFECTS
         failed = self.query_failed
         self.query_failed = False
+        if self._query_start:
+            now = time.monotonic()
+            took = now - self._query_start
+            self.query_time += took
+            meters = self.server.meters
+            meters.observe_query(took)
+            self._query_start = now if backend.pending else 0.0
+            if status == _I and self._tx_start:
+                took = now - self._tx_start
+                self.xact_time += took
+                meters.observe_transaction(took)
+                self._tx_start = 0.0
         if status == _I:
             self.transactions += 1
         tx = self.tx
@@ -633,7 +682,7 @@ class Client(asyncio.Protocol):
             self._settle(backend)
             return
         self._inject_kind = _INJECT_AFTER
-        backend.inject("; ".join(parts), [])
+        backend.inject(";\n".join(parts), [])
 
     _probing = False
 
@@ -679,6 +728,7 @@ class Client(asyncio.Protocol):
         self._fixups.clear()
         self._probe_wanted = self._probing = False
         self._inject_kind = _INJECT_SYNC
+        self._query_start = self._tx_start = 0.0
         if self.state == LOGIN:
             self.fatal(PoolerError(codes.CONNECTION_FAILURE,
                                    "server connection lost during login"))

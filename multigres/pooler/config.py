@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path)
     p.add_argument("--server-tls", choices=("disable", "prefer", "require", "verify-ca",
                                             "verify-full"))
+    p.add_argument("--server-tls-ca", type=Path, help="root certificate for --server-tls")
     p.add_argument("--topo", help="etcd HOST:PORT to register in")
     p.add_argument("--topo-root")
     p.add_argument("--cell")

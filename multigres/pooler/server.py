@@ -180,7 +180,7 @@ class PoolerServer:
         cfg = self.config
         fut = asyncio.ensure_future(backend_mod.connect(
             pool, cfg.pg_host, cfg.pg_port, self.credentials.server_login(pool.user), {},
-            cfg.server_connect_timeout,
+            cfg.server_connect_timeout, tls_mode=cfg.server_tls, tls_ca=cfg.server_tls_ca,
         ))
         fut.add_done_callback(self._track_backend)
         return fut

@@ -5,6 +5,12 @@ Settings follow the client from backend to backend: the pooler keeps the client'
 the difference on a backend that does not match. State that cannot move (temp tables,
 LISTEN, session advisory locks, SQL prepared statements, WITH HOLD cursors, settings changed
 in ways we cannot follow) pins the backend to the client until the state is gone.
+
+The pooler sees statements, not what runs inside functions: a SET, set_config(), LISTEN or
+temp table made inside a function or a DO block (plpgsql ``SET``, ``EXECUTE 'SET ...'``) is
+invisible to it and stays on the backend for the next client, as in PgBouncer's transaction
+mode. (``set_config`` with literal arguments written in the statement itself, even inside a
+DO block's text, is followed.)
 """
 
 from __future__ import annotations
@@ -392,7 +398,8 @@ def settings_diff(current: dict[str, str], wanted: dict[str, str]) -> str:
             stmts.append(_reset_stmt(name))
         else:
             stmts.append(_set_stmt(name, want))
-    return "; ".join(stmts)
+    # A newline between statements: a comment can never run into the next one.
+    return ";\n".join(stmts)
 
 
 def set_statement(name: str, value: str) -> str:

@@ -9,15 +9,19 @@ the client's reading is paused.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
+from multigres._cy.buffer import ProtocolError
 from multigres.pooler import msgs
 from multigres.pooler.client import ADMIN_DATABASES, AUTH, CLOSED, STARTUP, Client
 from multigres.pooler.errors import PoolerError
 from multigres.wire import sqlstate as codes
 from multigres.wire.auth import AuthExchange, AuthMethod, AuthRequest, ScramPassThrough
 from multigres.wire.auth_errors import AuthFailed
+
+log = logging.getLogger("multigres.pooler")
 
 if TYPE_CHECKING:
     from multigres.pooler.server import PoolerServer
@@ -93,10 +97,13 @@ class StartupHandler:
                 client.state = CLOSED
                 del e
                 return
-            client.transport = cast(asyncio.Transport, new)
+            if new is None:
+                client.state = CLOSED
+                return
+            client.transport = new
             client._busy = False  # type: ignore[attr-defined]
             client.tls = True  # type: ignore[attr-defined]
-            self.handle(client)
+            self._go_on(client)
 
         self.server.spawn(handshake())
 
@@ -142,6 +149,13 @@ class StartupHandler:
             except PoolerError as e:
                 client.fatal(e)
                 return
+            except Exception as e:
+                # A stored secret the pooler cannot read, or a bug: the client hears of it
+                # (rather than wait forever), and the log has the traceback.
+                log.exception("looking up user %r failed", user)
+                client.fatal(PoolerError(codes.INTERNAL_ERROR,
+                                         f"cannot look up user {user!r}: {e}"))
+                return
             client._busy = False  # type: ignore[attr-defined]
             if client.state == CLOSED:
                 return
@@ -151,9 +165,19 @@ class StartupHandler:
             except (AuthFailed, PoolerError) as e:
                 self._auth_failed(client, e)
                 return
-            self.handle(client)
+            self._go_on(client)
 
         server.spawn(lookup())
+
+    def _go_on(self, client: Client) -> None:
+        """Handle what the client sent while the pooler waited (in a task, not in
+        data_received, so its errors are caught here)."""
+        try:
+            self.handle(client)
+        except ProtocolError as e:
+            client.fatal(PoolerError(codes.PROTOCOL_VIOLATION, str(e)))
+        except PoolerError as e:
+            client.fatal(e)
 
     def _auth_step(self, client: Client, payload: bytes) -> None:
         try:

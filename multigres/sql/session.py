@@ -13,7 +13,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from multigres.sql.split import split_statements, strip_comments
+from multigres.sql.split import remove_comments, split_statements, strip_comments
 
 
 class Kind(enum.Enum):
@@ -143,6 +143,9 @@ def session_effects(sql: str) -> list[Effect]:
 def _statement_effects(stmt: str) -> list[Effect]:
     if not stmt:
         return []
+    # Values and names are kept as SQL text (to be sent again): without comments, which
+    # would swallow what follows them in the pooler's own queries.
+    stmt = remove_comments(stmt)
     first = stmt.split(None, 1)[0].lower()
     rest = stmt[len(first):].strip()
     words = [w.lower() for w in rest.split(None, 3)]

@@ -273,21 +273,27 @@ class RawClient:
 
     def __init__(self, host: str, port: int, *, user: str = "postgres",
                  password: str = "postgres", database: str = "postgres",
-                 timeout: float = 10.0, login: bool = True) -> None:
+                 timeout: float = 10.0, login: bool = True,
+                 startup: dict[str, str] | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
         self.params: dict[str, str] = {}
         self.pid = self.key = 0
         if login:
-            self.login(user, password, database)
+            try:
+                self.login(user, password, database, startup)
+            except BaseException:
+                self.sock.close()
+                raise
 
     @classmethod
     def to(cls, pooler: PoolerProcess, **kwargs: Any) -> RawClient:
         return cls(pooler.host, pooler.port, **kwargs)
 
-    def login(self, user: str, password: str, database: str) -> None:
+    def login(self, user: str, password: str, database: str,
+              startup: dict[str, str] | None = None) -> None:
         body = struct.pack("!i", 196608)
-        for k, v in (("user", user), ("database", database)):
+        for k, v in (("user", user), ("database", database), *(startup or {}).items()):
             body += k.encode() + b"\0" + v.encode() + b"\0"
         body += b"\0"
         self.sock.sendall(struct.pack("!i", len(body) + 4) + body)

@@ -19,8 +19,10 @@ import psycopg
 import pytest
 
 from multigres.pgctld.instance import PgInstance
+from multigres.pgctld.osuser import resolve_run_as
 from multigres.testing.pooler import PoolerProcess
 from multigres.testing.postgres import PgHarness
+from multigres.wire.tls import make_self_signed_cert
 
 # Roles the tests log in as or switch to (password = name).
 LOGIN_ROLES = ("alice", "bob", "carol")
@@ -48,8 +50,20 @@ def _setup(inst: PgInstance) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg(pg_harness: PgHarness) -> PgInstance:
-    inst = pg_harness.primary(settings={"max_connections": "100"})
+def pg_cert(pg_harness: PgHarness) -> Path:
+    """The certificate of ``pg``'s TLS (self-signed: also the root to check it with)."""
+    tls_dir = pg_harness.base / "pooler-tls"
+    cert, _ = make_self_signed_cert(tls_dir)
+    resolve_run_as().chown_tree(tls_dir)  # the server reads them as the postgres OS user
+    return cert
+
+
+@pytest.fixture(scope="session")
+def pg(pg_harness: PgHarness, pg_cert: Path) -> PgInstance:
+    inst = pg_harness.primary(settings={
+        "max_connections": "100", "ssl": "on", "ssl_cert_file": str(pg_cert),
+        "ssl_key_file": str(pg_cert.with_suffix(".key")),
+    })
     _setup(inst)
     return inst
 

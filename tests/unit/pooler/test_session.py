@@ -54,10 +54,10 @@ def test_startup_settings() -> None:
      "SELECT pg_catalog.set_config('search_path', 'a, b', false)"),
     # Session authorization first, and it resets the role: the role is set again.
     ({"role": "r"}, {"session_authorization": "alice", "role": "r"},
-     "SET SESSION AUTHORIZATION alice; SET ROLE r"),
+     "SET SESSION AUTHORIZATION alice;\nSET ROLE r"),
     ({"session_authorization": "alice", "role": "r"}, {},
-     "RESET SESSION AUTHORIZATION; RESET ROLE"),
-    ({"a": "1", "b": "2"}, {"b": "3", "c": "4"}, "RESET a; SET b TO 3; SET c TO 4"),
+     "RESET SESSION AUTHORIZATION;\nRESET ROLE"),
+    ({"a": "1", "b": "2"}, {"b": "3", "c": "4"}, "RESET a;\nSET b TO 3;\nSET c TO 4"),
     # A value the pooler lost track of is set again, or reset.
     ({"work_mem": UNKNOWN}, {"work_mem": "'8MB'"}, "SET work_mem TO '8MB'"),
     ({"work_mem": UNKNOWN}, {}, "RESET work_mem"),

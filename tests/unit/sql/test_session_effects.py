@@ -110,6 +110,16 @@ def test_several_statements_in_order() -> None:
         E(Kind.SET, "a.b", "1"), E(Kind.SAVEPOINT, "s"), E(Kind.RESET, "a.b")]
 
 
+def test_comments_are_not_part_of_values() -> None:
+    assert session_effects("SET work_mem = '8MB' -- note") == [
+        E(Kind.SET, "work_mem", "'8MB'")]
+    assert session_effects("SET search_path = a /* b */, c") == [
+        E(Kind.SET, "search_path", "a  , c")]
+    assert session_effects("SET x.y = '--not a comment' /* c */") == [
+        E(Kind.SET, "x.y", "'--not a comment'")]
+    assert session_effects(r"SET x.y = E'it\'s' -- c") == [E(Kind.SET, "x.y", r"E'it\'s'")]
+
+
 def test_strings_and_comments_hide_statements() -> None:
     assert session_effects("SELECT 'SET x = 1; LISTEN y'") == []
     assert session_effects("SELECT $$; SET x = 1$$") == []
