@@ -86,6 +86,9 @@ class Backend(asyncio.Protocol):
         self.closes: deque[tuple[int, str | None, bool, int, tuple[bytes, Any] | None]] = (
             deque())
         self._seq = 0
+        # Statements a DEALLOCATE (sent for a client) drops when its batch ends: (sync
+        # generation, server name).
+        self.dropping: deque[tuple[int, str]] = deque()
         self.syncs_sent = 0
         self.syncs_done = 0
         self.error_in_batch = False
@@ -273,6 +276,7 @@ class Backend(asyncio.Protocol):
             elif t == _Z:
                 self.tx_status = rb.read_byte()
                 self.injecting = False
+                self.error_in_batch = False
                 held, self.held = self.held, []
                 client = self.client
                 if client is None:
@@ -312,6 +316,8 @@ class Backend(asyncio.Protocol):
                 self.syncs_done += 1
                 self.error_in_batch = False
                 self.copy = False
+                if self.dropping:
+                    self._dropped()
                 out.write_raw(rb.message_bytes())
                 client.on_ready_for_query(self, self.tx_status)
                 if self.client is not client or self.injecting:
@@ -379,6 +385,12 @@ class Backend(asyncio.Protocol):
     ) -> None:
         """A Parse went out (``name``: a named statement's server name; ``client_name``: the
         client's name for it when the client sent it)."""
+        if self._skipped():
+            if client_name is not None and self.client is not None:
+                entry = self.client.statements.get(client_name)
+                if entry is not None and entry[0] == name:
+                    del self.client.statements[client_name]
+            return
         self._seq += 1
         self.parses.append((self.syncs_sent, name, swallow, self._seq, client_name))
         if name is not None:
@@ -389,10 +401,30 @@ class Backend(asyncio.Protocol):
     ) -> None:
         """A Close went out (``name``: a named statement's server name, else None;
         ``client``: the client's name and entry for it, when the client closed it)."""
+        if self._skipped():
+            if client is not None and self.client is not None:
+                self.client.statements.setdefault(client[0], client[1])
+            return
         self._seq += 1
         self.closes.append((self.syncs_sent, name, swallow, self._seq, client))
         if name is not None:
             self.prepared.discard(name)
+
+    def _skipped(self) -> bool:
+        """Does Postgres skip what is sent now? After an error it skips everything up to the
+        next Sync: a message of the batch that failed, sent after its error came back, never
+        runs (and is not answered)."""
+        return self.error_in_batch and self.syncs_done == self.syncs_sent
+
+    def deallocating(self, name: str) -> None:
+        """A DEALLOCATE of the server statement ``name`` went out (done at its batch's end)."""
+        self.prepared.discard(name)
+        self.dropping.append((self.syncs_sent, name))
+
+    def _dropped(self) -> None:
+        """A ReadyForQuery came: the DEALLOCATEs of the batches answered so far are done."""
+        while self.dropping and self.dropping[0][0] < self.syncs_done:
+            self.confirmed.discard(self.dropping.popleft()[1])
 
     def forget_prepared(self) -> None:
         """DISCARD ALL or DEALLOCATE ALL ran: no prepared statement is left."""
@@ -413,6 +445,9 @@ class Backend(asyncio.Protocol):
                 entry = self.client.statements.get(client_name)
                 if entry is not None and entry[0] == name:
                     del self.client.statements[client_name]
+        while self.dropping and self.dropping[0][0] == gen:
+            self.dropping.popleft()
+            voided = True
         while self.closes and self.closes[0][0] == gen:
             _, _, _, _, closed = self.closes.popleft()
             voided = True
@@ -431,6 +466,8 @@ class Backend(asyncio.Protocol):
                     prepared.add(name)
                 else:
                     prepared.discard(name)
+        for _, name in self.dropping:
+            prepared.discard(name)
         self.prepared = prepared
 
     def _drain_unlinked(self) -> None:
@@ -441,6 +478,9 @@ class Backend(asyncio.Protocol):
                 self.tx_status = rb.read_byte()
                 self.pending -= 1
                 self.syncs_done += 1
+                self.error_in_batch = False
+                if self.dropping:
+                    self._dropped()
             elif t == _S:
                 name = rb.read_cstr().decode()
                 self.params[name] = rb.read_cstr().decode()

@@ -52,7 +52,7 @@ from multigres.pooler.session import (
     startup_settings,
     touched_settings,
 )
-from multigres.sql.session import TRANSACTIONAL, TX_CONTROL, Effect, session_effects
+from multigres.sql.session import TRANSACTIONAL, TX_CONTROL, Effect, Kind, session_effects
 from multigres.wire import sqlstate as codes
 
 if TYPE_CHECKING:
@@ -442,6 +442,10 @@ class Client(asyncio.Protocol):
         if t == _Q:
             msg = rb.message_bytes()
             effects = session_effects(msg[5:-1].decode("utf-8", "replace"))
+            if effects and effects[0].kind is Kind.DEALLOCATE:
+                sql = self._deallocate_sql(backend, effects)
+                if sql is not None:
+                    msg = msgs.query(sql)
             self.inflight.append(effects)
             backend.pending += 1
             backend.syncs_sent += 1
@@ -454,6 +458,10 @@ class Client(asyncio.Protocol):
             query = rb.read_cstr()
             tail = rb.consume_message()
             effects = session_effects(query.decode("utf-8", "replace"))
+            if effects and effects[0].kind is Kind.DEALLOCATE:
+                sql = self._deallocate_sql(backend, effects)
+                if sql is not None:
+                    query = sql.encode()
             if not name:
                 self.statements[b""] = ("", b"", effects)
                 backend.sent_parse(None)
@@ -529,6 +537,21 @@ class Client(asyncio.Protocol):
         else:
             raise PoolerError(codes.PROTOCOL_VIOLATION,
                               f"invalid frontend message type {t} ({chr(t)!r})")
+
+    def _deallocate_sql(self, backend: Backend, effects: list[Effect]) -> str | None:
+        """SQL ``DEALLOCATE name`` of one of the client's protocol-level statements (psycopg
+        evicts statements so): the server knows it by the pooler's name, on this backend
+        perhaps not at all. Prepare it if needed, and deallocate it by its server name."""
+        if len(effects) != 1:
+            return None
+        name = effects[0].name.encode()
+        entry = self.statements.get(name)
+        if entry is None or not name:
+            return None
+        del self.statements[name]
+        sname = self._ensure_prepared(backend, entry)
+        backend.deallocating(sname)
+        return f"DEALLOCATE {sname}"
 
     def _ensure_prepared(self, backend: Backend, entry: tuple[str, bytes, list[Effect]]) -> str:
         sname, parse, _ = entry

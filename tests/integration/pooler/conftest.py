@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,8 +156,31 @@ def holding(pooler: PoolerProcess, pid: int) -> Iterator[psycopg.Connection[Any]
             hog.close()
 
 
-def hold_time(client: int, round_: int) -> float:
-    """How long client ``client`` holds its backend in round ``round_``: varied, so that
-    concurrent clients do not settle into pairs that always hand one backend to each other
-    (a client must be seen on several backends)."""
-    return 0.002 * ((client * 7 + round_ * 3) % 5 + 1)
+class Turns:
+    """Rounds in which concurrent clients start their transactions together, in an order
+    that changes each round, so that the late starters find their previous backend taken and
+    run on the other one: every client moves between backends (affinity would otherwise
+    keep a client on its own). Round r uses permutation 7r (mod n!) of the clients: with two
+    backends, every client switches within 6 rounds for 3 clients, 8 rounds for 4 (a plain
+    rotation lets 4 clients pair up for good). Hold each transaction for HOLD seconds."""
+
+    HOLD = 0.025
+    STAGGER = 0.005
+
+    def __init__(self, clients: int) -> None:
+        self.clients = clients
+        self.barrier = asyncio.Barrier(clients)
+        self.orders = list(itertools.permutations(range(clients)))
+
+    async def start(self, client: int, round_: int) -> None:
+        await self.barrier.wait()
+        order = self.orders[(round_ * 7) % len(self.orders)]
+        await asyncio.sleep(self.STAGGER * order.index(client))
+
+    async def run(self, coro: Any) -> Any:
+        """Await one client's coroutine; if it fails, release the others from the barrier."""
+        try:
+            return await coro
+        except BaseException:
+            await self.barrier.abort()
+            raise

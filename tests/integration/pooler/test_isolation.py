@@ -17,7 +17,7 @@ import pytest
 from psycopg import errors
 
 from multigres.testing.pooler import PoolerProcess
-from tests.integration.pooler.conftest import hold_time
+from tests.integration.pooler.conftest import Turns
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def _settings_query() -> str:
     )
 
 
-async def _settings_client(pooler: PoolerProcess, i: int) -> set[int]:
+async def _settings_client(pooler: PoolerProcess, i: int, turns: Turns) -> set[int]:
     conn = await pooler.aconnect(options=f"-c work_mem={i + 2}MB",
                                  application_name=f"start{i}")
     try:
@@ -62,9 +62,10 @@ async def _settings_client(pooler: PoolerProcess, i: int) -> set[int]:
                 # Half way: a change must follow the client too.
                 await conn.execute(f"SET work_mem = '{i + 20}MB'")
                 expected = (*expected[:3], f"{i + 20}MB", *expected[4:])
+            await turns.start(i, r)
             async with conn.transaction():
                 row = await (await conn.execute(_settings_query())).fetchone()
-                await asyncio.sleep(hold_time(i, r))
+                await asyncio.sleep(turns.HOLD)
             assert row is not None
             pids.add(row[0])
             assert tuple(row[1:]) == expected, f"client {i} round {r}"
@@ -79,8 +80,14 @@ async def _settings_client(pooler: PoolerProcess, i: int) -> set[int]:
         await conn.close()
 
 
+async def _settings_clients(pooler: PoolerProcess) -> list[set[int]]:
+    turns = Turns(CLIENTS)
+    return list(await asyncio.gather(
+        *(turns.run(_settings_client(pooler, i, turns)) for i in range(CLIENTS))))
+
+
 async def test_settings_roles_follow_each_client(pooler: PoolerProcess) -> None:
-    results = await asyncio.gather(*(_settings_client(pooler, i) for i in range(CLIENTS)))
+    results = await _settings_clients(pooler)
     for i, pids in enumerate(results):
         assert len(pids) >= 2, f"client {i} always ran on one backend: nothing was proven"
     # Every backend served several clients.
@@ -93,12 +100,14 @@ async def test_new_client_sees_server_defaults(
     """After clients with settings left, a fresh client sees none of them, on every backend."""
     tz = direct.execute("SHOW TimeZone").fetchone()
     assert tz is not None
-    await asyncio.gather(*(_settings_client(pooler, i) for i in range(CLIENTS)))
+    await _settings_clients(pooler)
+    turns = Turns(3)
 
     async def fresh(i: int) -> set[int]:
         pids = set()
         async with await pooler.aconnect() as conn:
             for r in range(6):
+                await turns.start(i, r)
                 async with conn.transaction():
                     row = await (await conn.execute(
                         "SELECT pg_backend_pid(), current_setting('search_path'),"
@@ -106,7 +115,7 @@ async def test_new_client_sees_server_defaults(
                         " current_setting('TimeZone'), current_setting('application_name'),"
                         " current_setting('myapp.client', true)"
                     )).fetchone()
-                    await asyncio.sleep(hold_time(i, r))
+                    await asyncio.sleep(turns.HOLD)
                 assert row is not None
                 pids.add(row[0])
                 assert row[1:7] == ('"$user", public', "4MB", "postgres", "postgres", tz[0],
@@ -116,8 +125,9 @@ async def test_new_client_sees_server_defaults(
                 assert row[7] in (None, "")
         return pids
 
-    results = await asyncio.gather(*(fresh(i) for i in range(3)))
-    assert len(set().union(*results)) == 2
+    results = await asyncio.gather(*(turns.run(fresh(i)) for i in range(3)))
+    for i, pids in enumerate(results):
+        assert len(pids) == 2, f"client {i} never switched backends"
 
 
 # -- RESET, RESET ALL, DISCARD ALL, rolled-back SET, SET LOCAL: parity with a direct session ----
@@ -295,9 +305,12 @@ async def test_pinned_state_is_invisible_to_others(pooler: PoolerProcess) -> Non
         await a.close()
         # A's backend is cleaned (DISCARD ALL) and back in the pool: B and C use both.
 
+        turns = Turns(2)
+
         async def check(i: int, conn: psycopg.AsyncConnection[Any]) -> set[int]:
             pids = set()
             for r in range(8):
+                await turns.start(i, r)
                 async with conn.transaction():
                     pids.add(await _pid(conn))
                     assert await (await conn.execute(
@@ -305,10 +318,11 @@ async def test_pinned_state_is_invisible_to_others(pooler: PoolerProcess) -> Non
                     cur = await conn.execute(
                         "SELECT count(*) FROM pg_prepared_statements WHERE from_sql")
                     assert await cur.fetchone() == (0,)
-                    await asyncio.sleep(hold_time(i, r))
+                    await asyncio.sleep(turns.HOLD)
             return pids
 
-        pids = set().union(*await asyncio.gather(check(0, b), check(1, c)))
+        pids = set().union(
+            *await asyncio.gather(turns.run(check(0, b)), turns.run(check(1, c))))
         assert a_pid in pids
         row = await (await b.execute("SELECT pg_try_advisory_lock(4242)")).fetchone()
         assert row == (True,)
@@ -320,12 +334,14 @@ async def test_pinned_state_is_invisible_to_others(pooler: PoolerProcess) -> Non
 
 async def test_protocol_prepared_statements_are_per_client(pooler: PoolerProcess) -> None:
     """Clients using the same statement names for different SQL each run their own."""
+    turns = Turns(3)
 
     async def run(i: int) -> set[int]:
         pids = set()
         async with await pooler.aconnect(prepare_threshold=0) as conn:
             for r in range(10):
                 # psycopg names these _pg3_0, _pg3_1, ... in every connection alike.
+                await turns.start(i, r)
                 async with conn.transaction():
                     cur = await conn.execute(
                         f"SELECT 'client{i}', %s::int, pg_backend_pid()", (r,))
@@ -334,10 +350,10 @@ async def test_protocol_prepared_statements_are_per_client(pooler: PoolerProcess
                     pids.add(row[2])
                     cur = await conn.execute(f"SELECT {i} + %s::int", (r,))
                     assert await cur.fetchone() == (i + r,)
-                    await asyncio.sleep(hold_time(i, r))
+                    await asyncio.sleep(turns.HOLD)
         return pids
 
-    results = await asyncio.gather(*(run(i) for i in range(3)))
+    results = await asyncio.gather(*(turns.run(run(i)) for i in range(3)))
     for i, pids in enumerate(results):
         assert len(pids) >= 2, f"client {i} never switched backends"
 

@@ -15,7 +15,7 @@ import pytest
 from psycopg import errors
 
 from multigres.testing.pooler import PoolerProcess, RawClient, error_fields
-from tests.integration.pooler.conftest import hold_time, holding
+from tests.integration.pooler.conftest import Turns, holding
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +27,13 @@ QUERIES: list[tuple[str, Callable[[int], Any]]] = [
 
 
 async def test_psycopg_prepared_across_switches_and_shared(pooler: PoolerProcess) -> None:
+    turns = Turns(4)
+
     async def run(i: int) -> set[int]:
         pids = set()
         async with await pooler.aconnect(prepare_threshold=0) as conn:
             for r in range(1, 13):
+                await turns.start(i, r)
                 async with conn.transaction():
                     for sql, want in QUERIES:
                         cur = await conn.execute(sql, (r,), prepare=True)
@@ -39,14 +42,12 @@ async def test_psycopg_prepared_across_switches_and_shared(pooler: PoolerProcess
                     row = await cur.fetchone()
                     assert row is not None
                     pids.add(row[0])
-                    await asyncio.sleep(hold_time(i, r))
+                    await asyncio.sleep(turns.HOLD)
         return pids
 
-    results = await asyncio.gather(*(run(i) for i in range(4)))
-    # Both backends served the prepared statement, and clients moved between them (which
-    # client moves depends on scheduling: assert it for the clients together).
-    assert len(set().union(*results)) == 2
-    assert sum(len(pids) == 2 for pids in results) >= 2
+    results = await asyncio.gather(*(turns.run(run(i)) for i in range(4)))
+    for i, pids in enumerate(results):
+        assert len(pids) == 2, f"client {i} never switched backends"
 
     # On each backend, one server-side statement per distinct SQL, whatever the clients.
     async def census() -> tuple[int, list[tuple[str, int]]]:
@@ -72,28 +73,33 @@ async def test_psycopg_prepared_across_switches_and_shared(pooler: PoolerProcess
 
 
 async def test_asyncpg_prepares_everything(pooler: PoolerProcess) -> None:
+    turns = Turns(4)
+
     async def run(i: int) -> set[int]:
         conn = await asyncpg_connect(pooler.dsn())
         pids = set()
         try:
+            # asyncpg prepares with Parse, Describe and Flush: the backend stays with the
+            # client (an open batch: Postgres holds its implicit transaction) up to the next
+            # Sync, which the first execution sends.
             stmt = await conn.prepare("SELECT $1::int * 2, pg_backend_pid()")
+            await stmt.fetchrow(0)
             for r in range(10):
+                await turns.start(i, r)
                 async with conn.transaction():
                     row = await stmt.fetchrow(r)
                     assert row[0] == 2 * r
                     pids.add(row[1])
                     assert await conn.fetchval("SELECT $1::text", f"c{i}") == f"c{i}"
-                    await asyncio.sleep(hold_time(i, r))
+                    await asyncio.sleep(turns.HOLD)
                 assert await conn.fetchval("SELECT $1::int + $2::int", r, i) == r + i
         finally:
             await conn.close()
         return pids
 
-    results = await asyncio.gather(*(run(i) for i in range(4)))
-    # Both backends served the prepared statement, and clients moved between them (which
-    # client moves depends on scheduling: assert it for the clients together).
-    assert len(set().union(*results)) == 2
-    assert sum(len(pids) == 2 for pids in results) >= 2
+    results = await asyncio.gather(*(turns.run(run(i)) for i in range(4)))
+    for i, pids in enumerate(results):
+        assert len(pids) == 2, f"client {i} never switched backends"
 
 
 async def asyncpg_connect(dsn: str) -> Any:
@@ -270,3 +276,46 @@ def test_close_skipped_after_an_error_keeps_the_statement(pooler: PoolerProcess)
         assert _values(_batch(raw, _bind(b"k"), _execute(), _sync())) == ["kept"]
         with holding(pooler, _raw_pid(raw)):
             assert _values(_batch(raw, _bind(b"k"), _execute(), _sync())) == ["kept"]
+
+
+def test_psycopg_deallocates_old_statements(pooler: PoolerProcess) -> None:
+    """psycopg (with libpq < 17) evicts prepared statements with SQL DEALLOCATE name: the name
+    is the client's protocol-level one, which the pooler maps to its server name."""
+    with pooler.connect(prepare_threshold=0) as conn, pooler.connect() as other:
+        conn.prepared_max = 2
+        for r in range(3):
+            for i in range(6):
+                assert conn.execute(f"SELECT {i} + %s::int", (r,)).fetchone() == (i + r,)
+                if i == 3:
+                    # On the other backend for a while: the statements to evict are not
+                    # prepared there.
+                    other.execute("BEGIN" if r % 2 else "SELECT 1")
+            other.execute("ROLLBACK") if r % 2 else None
+        conn.execute("DEALLOCATE ALL")
+        assert conn.execute("SELECT 9 + %s::int", (1,)).fetchone() == (10,)
+    with RawClient.to(pooler) as raw:
+        _batch(raw, _parse(b"p1", b"SELECT 'p1'"), _sync())
+        answer = raw.query("DEALLOCATE p1")
+        assert [t for t, _ in answer] == ["C", "Z"] and answer[0][1] == b"DEALLOCATE\0"
+        assert _values(_batch(raw, _bind(b"p1"), _execute(), _sync())) == ["E26000"]
+        assert _values(raw.query("DEALLOCATE p1")) == ["E26000"]
+
+
+def test_messages_after_the_error_of_their_batch(pooler: PoolerProcess) -> None:
+    """Messages of a failed batch sent after its error came back are skipped by Postgres
+    too: a statement the pooler prepares for them there must not count as prepared."""
+
+    def send(raw: RawClient, *msgs: tuple[bytes, bytes]) -> None:
+        raw.send_raw(b"".join(t + struct.pack("!i", len(p) + 4) + p for t, p in msgs))
+
+    with RawClient.to(pooler) as raw:
+        _batch(raw, _parse(b"a", b"SELECT 'a'"), _sync())
+        with holding(pooler, _raw_pid(raw)):
+            send(raw, _parse(b"", b"SELECT 1/0"), _bind(b""), _execute(), (b"H", b""))
+            assert [raw.recv()[0] for _ in range(2)] == ["1", "E"]
+            send(raw, _bind(b"a"), _execute(), _parse(b"b", b"SELECT 'b'"), _sync())
+            assert [t for t, _ in raw.until_ready()] == ["Z"]
+            assert _values(_batch(raw, _bind(b"a"), _execute(), _sync())) == ["a"]
+            assert _values(_batch(raw, _bind(b"b"), _execute(), _sync())) == ["E26000"]
+            answer = _batch(raw, _parse(b"c", b"SELECT 'c'"), _bind(b"c"), _execute(), _sync())
+            assert [t for t, _ in answer] == ["1", "2", "D", "C", "Z"]
