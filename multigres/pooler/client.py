@@ -12,9 +12,10 @@ What a client learns about "its" backend, and the limits pooling puts on it:
   while the client keeps that backend (a lone client gets its previous backend back; a pinned
   one keeps it), another one when a busy pool hands it a different backend.
 - A CancelRequest with the client's key cancels the query this client runs now, on whatever
-  backend it runs, and nothing else: with no query running it does nothing, and a backend a
-  cancel was sent for goes back to the pool only once Postgres has taken the cancel (so a
-  late cancel finds it idle, where Postgres ignores it, not running the next client's query).
+  backend it runs, and nothing else: a statement still waiting for a backend fails with
+  57014, with no query running it does nothing, and a backend a cancel was sent for goes
+  back to the pool only once Postgres has taken the cancel (so a late cancel finds it idle,
+  where Postgres ignores it, not running the next client's query).
 - ``pg_cancel_backend(pid)`` / ``pg_terminate_backend(pid)`` run in Postgres, which knows no
   clients: they act on the backend with that pid, whichever client it serves at that moment
   (the one the pid was reported to only while that client holds it: in a transaction, or
@@ -846,6 +847,13 @@ class Client(asyncio.Protocol):
         if backend is not None and backend.pending > 0:
             cfg = self.server.config
             self.server.spawn(send_cancel(backend, cfg.pg_host, cfg.pg_port))
+        elif self.waiting and self.state == READY and self.pool is not None:
+            # Still waiting for a backend: the statement has not started; it fails as a
+            # cancelled one does.
+            self.pool.cancel_wait(self)
+            self.on_backend_error(PoolerError(
+                codes.QUERY_CANCELED, "canceling statement due to user request",
+                detail="it was waiting for a server connection"))
 
     def _start_query_timer(self) -> None:
         timeout = self.server.config.query_timeout

@@ -156,3 +156,24 @@ def test_pg_cancel_backend_with_the_reported_pid(
         assert info.value.sqlstate == "08006"
         assert "terminating connection due to administrator command" in str(info.value)
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_cancel_while_waiting_for_a_backend(make_pooler: Any) -> None:
+    pooler = make_pooler(pool_size=1)
+    with pooler.connect() as a, pooler.connect() as b:
+        a.execute("BEGIN")
+        a.execute("SELECT 1")
+        threading.Timer(0.3, b.cancel_safe).start()
+        start = time.monotonic()
+        with pytest.raises(errors.QueryCanceled):
+            b.execute("SELECT 1")
+        assert time.monotonic() - start < 3
+        a.execute("COMMIT")
+        assert b.execute("SELECT 2").fetchone() == (2,)
+        # Extended protocol too: the rest of the batch is skipped, the session goes on.
+        a.execute("BEGIN")
+        threading.Timer(0.3, b.cancel_safe).start()
+        with pytest.raises(errors.QueryCanceled):
+            b.execute("SELECT %s::int", (3,))
+        a.execute("COMMIT")
+        assert b.execute("SELECT %s::int", (4,)).fetchone() == (4,)
