@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -184,3 +185,15 @@ class Turns:
         except BaseException:
             await self.barrier.abort()
             raise
+
+
+@contextmanager
+def later(delay: float, fn: Callable[..., Any], *args: Any) -> Iterator[None]:
+    """Run ``fn(*args)`` in a thread after ``delay`` seconds (a cancel, a kill, while the
+    block waits on a query); the block's end waits for it, so it never outlives the test."""
+    timer = threading.Timer(delay, fn, args)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()

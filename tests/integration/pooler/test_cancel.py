@@ -12,6 +12,7 @@ import pytest
 from psycopg import errors
 
 from multigres.testing.pooler import PoolerProcess
+from tests.integration.pooler.conftest import later
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +44,8 @@ def test_cancel_stops_own_query_only(pooler: PoolerProcess, extended: bool) -> N
     with pooler.connect() as a, pooler.connect() as b:
         t, out = _in_thread(lambda: b.execute("SELECT pg_sleep(1.5), 'b done'").fetchone())
         time.sleep(0.2)
-        timer = threading.Timer(0.3, a.cancel_safe)
-        timer.start()
         start = time.monotonic()
-        with pytest.raises(errors.QueryCanceled) as info:
+        with later(0.3, a.cancel_safe), pytest.raises(errors.QueryCanceled) as info:
             if extended:
                 a.execute("SELECT pg_sleep(%s)", (10,))
             else:
@@ -65,8 +64,7 @@ def test_cancel_in_transaction_then_rollback(pooler: PoolerProcess) -> None:
     with pooler.connect() as a:
         a.execute("BEGIN")
         a.execute("SELECT 1")
-        threading.Timer(0.3, a.cancel_safe).start()
-        with pytest.raises(errors.QueryCanceled):
+        with later(0.3, a.cancel_safe), pytest.raises(errors.QueryCanceled):
             a.execute("SELECT pg_sleep(10)")
         assert a.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
         a.execute("ROLLBACK")
@@ -145,13 +143,11 @@ def test_pg_cancel_backend_with_the_reported_pid(
     pg_terminate_backend with that pid act on its work; the connection goes on."""
     with pooler.connect() as conn:
         pid = conn.info.backend_pid
-        threading.Timer(0.3, lambda: direct.execute("SELECT pg_cancel_backend(%s)", (pid,))
-                        ).start()
-        with pytest.raises(errors.QueryCanceled):
+        with later(0.3, direct.execute, "SELECT pg_cancel_backend(%s)", (pid,)), \
+                pytest.raises(errors.QueryCanceled):
             conn.execute("SELECT pg_sleep(5)")
-        threading.Timer(0.3, lambda: direct.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                        ).start()
-        with pytest.raises(psycopg.OperationalError) as info:
+        with later(0.3, direct.execute, "SELECT pg_terminate_backend(%s)", (pid,)), \
+                pytest.raises(psycopg.OperationalError) as info:
             conn.execute("SELECT pg_sleep(5)")
         assert info.value.sqlstate == "08006"
         assert "terminating connection due to administrator command" in str(info.value)
@@ -163,17 +159,15 @@ def test_cancel_while_waiting_for_a_backend(make_pooler: Any) -> None:
     with pooler.connect() as a, pooler.connect() as b:
         a.execute("BEGIN")
         a.execute("SELECT 1")
-        threading.Timer(0.3, b.cancel_safe).start()
         start = time.monotonic()
-        with pytest.raises(errors.QueryCanceled):
+        with later(0.3, b.cancel_safe), pytest.raises(errors.QueryCanceled):
             b.execute("SELECT 1")
         assert time.monotonic() - start < 3
         a.execute("COMMIT")
         assert b.execute("SELECT 2").fetchone() == (2,)
         # Extended protocol too: the rest of the batch is skipped, the session goes on.
         a.execute("BEGIN")
-        threading.Timer(0.3, b.cancel_safe).start()
-        with pytest.raises(errors.QueryCanceled):
+        with later(0.3, b.cancel_safe), pytest.raises(errors.QueryCanceled):
             b.execute("SELECT %s::int", (3,))
         a.execute("COMMIT")
         assert b.execute("SELECT %s::int", (4,)).fetchone() == (4,)

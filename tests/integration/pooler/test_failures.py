@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from psycopg import errors
 
 from multigres.testing.pooler import PoolerProcess, RawClient, error_fields
+from tests.integration.pooler.conftest import later
 
 pytestmark = pytest.mark.integration
 
@@ -59,8 +59,8 @@ def test_backend_killed_mid_transaction(
             with pytest.raises(psycopg.OperationalError) as info:
                 conn.execute("INSERT INTO fail_t VALUES (2, 'after')")
         else:
-            threading.Timer(0.3, _kill, (direct, pid[0])).start()
-            with pytest.raises(psycopg.OperationalError) as info:
+            with later(0.3, _kill, direct, pid[0]), \
+                    pytest.raises(psycopg.OperationalError) as info:
                 conn.execute("SELECT pg_sleep(5)")
         assert info.value.sqlstate is not None and info.value.sqlstate.startswith("08")
         assert "rolled back" in str(info.value)
@@ -147,13 +147,13 @@ def test_pipelined_batches_when_backend_dies(
         pid = raw.query("SELECT pg_backend_pid()")
         (n,) = struct.unpack_from("!i", pid[1][1], 2)
         backend = int(pid[1][1][6:6 + n])
-        threading.Timer(0.3, _kill, (direct, backend)).start()
-        raw.send_raw(b"".join(
-            b"Q" + struct.pack("!i", len(q) + 5) + q + b"\0"
-            for q in (b"SELECT pg_sleep(3)", b"SELECT 2", b"SELECT 3")))
         kinds = []
-        for _ in range(3):
-            kinds.append([t for t, _ in raw.until_ready()])
+        with later(0.3, _kill, direct, backend):
+            raw.send_raw(b"".join(
+                b"Q" + struct.pack("!i", len(q) + 5) + q + b"\0"
+                for q in (b"SELECT pg_sleep(3)", b"SELECT 2", b"SELECT 3")))
+            for _ in range(3):
+                kinds.append([t for t, _ in raw.until_ready()])
         assert kinds[0][-2:] == ["E", "Z"]
         assert kinds[1:] == [["E", "Z"], ["E", "Z"]]
         assert raw.query("SELECT 4")[-1] == ("Z", b"I")
