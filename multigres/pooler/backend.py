@@ -27,7 +27,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
-from multigres._cy.buffer import ProtocolError, ReadBuffer, WriteBuffer, build_message
+from multigres._cy.buffer import ReadBuffer, WriteBuffer, build_message
+from multigres._cy.poolcore import BackendCore
 from multigres.pooler import msgs
 from multigres.pooler.errors import PoolerError
 from multigres.wire import sqlstate as codes
@@ -43,11 +44,13 @@ _Z, _S, _E, _A, _N, _D = ord("Z"), ord("S"), ord("E"), ord("A"), ord("N"), ord("
 _PARSE_COMPLETE, _CLOSE_COMPLETE = ord("1"), ord("3")
 _COPY_IN, _COPY_OUT, _COPY_BOTH = ord("G"), ord("H"), ord("W")
 _R, _K, _P = ord("R"), ord("K"), ord("p")
-STOP_TYPES = b"ZSEA13GHW"
 
 
-class Backend(asyncio.Protocol):
+class Backend(BackendCore, asyncio.Protocol):
     """A connection to Postgres, owned by a Pool; linked to at most one client at a time."""
+
+    pool: Pool
+    client: Client | None
 
     def __init__(
         self, pool: Pool, auth: ClientAuthExchange, server_params: dict[str, str]
@@ -144,21 +147,6 @@ class Backend(asyncio.Protocol):
         if self.client is not None:
             self.client.resume_reading()
 
-    def data_received(self, data: bytes) -> None:
-        self.bytes_in += len(data)
-        rb = self.rbuf
-        rb.feed_data(data)
-        try:
-            if not self.connected:
-                self._startup_messages()
-            elif self.injecting:
-                self._inject_messages()
-            else:
-                self._forward()
-        except ProtocolError as e:
-            self._fail(PoolerError(codes.PROTOCOL_VIOLATION,
-                                   f"invalid message from the server: {e}"))
-
     # -- startup ---------------------------------------------------------------------------
 
     def _startup_messages(self) -> None:
@@ -236,17 +224,6 @@ class Backend(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
 
-    _reading_paused = False
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
-
-    def is_idle(self) -> bool:
-        """Nothing in flight and no transaction: the backend could serve another client."""
-        return (self.pending == 0 and self.tx_status == ord("I") and not self.copy
-                and not self.injecting)
-
     def inject(self, sql: str, held: list[bytes]) -> None:
         """Run ``sql`` (session state for the linked client) before ``held`` messages."""
         self.injecting = True
@@ -297,88 +274,58 @@ class Backend(asyncio.Protocol):
 
     # -- the data path -----------------------------------------------------------------------
 
-    def _forward(self) -> None:
-        client = self.client
+    def _forward_other(self, t: int, client: Client, out: WriteBuffer) -> None:
+        """A server message core._forward stops at, other than ReadyForQuery."""
         rb = self.rbuf
-        if client is None:
-            # Answers nobody waits for (a client left): keep the state, drop the bytes.
-            self._drain_unlinked()
-            return
-        out = client.out
-        while True:
-            rb.take_run_into(out, STOP_TYPES)
-            if not rb.take_message():
-                break
-            t = rb.get_message_type()
-            if t == _Z:
-                self.tx_status = rb.read_byte()
-                self.pending -= 1
-                self.syncs_done += 1
-                self.error_in_batch = False
-                self.copy = False
-                if self.dropping:
-                    self._dropped()
-                out.write_raw(rb.message_bytes())
-                client.on_ready_for_query(self, self.tx_status)
-                if self.client is not client or self.injecting:
-                    # Released to the pool: what follows (nothing, normally) is not theirs;
-                    # or the pooler's own query went out, its answers come next.
-                    break
-            elif t == _S:
-                name = rb.read_cstr().decode()
-                value = rb.read_cstr().decode()
-                self.params[name] = value
-                client.on_parameter_status(name, value)
-            elif t == _E:
-                msg = rb.message_bytes()
-                if msg[5:12] in (b"SFATAL\x00", b"SPANIC\x00"):
-                    # The server ends this connection (terminated, shutting down): that is
-                    # not the client's connection ending, which goes on without it; the
-                    # client hears of it when the connection is gone (Client.on_backend_lost).
-                    self.fatal_fields = msgs.parse_error_fields(msg[5:])
-                    continue
-                self.error_in_batch = True
-                self._void_batch()
-                out.write_raw(msg)
-                client.on_error()
-            elif t == _A:
-                # The client knows itself by its BackendKeyData pid: its own notifications
-                # carry that pid, and one from the backend it was told about (now another
-                # client's) carries the pid of the client's backend instead (a swap, so no
-                # notification of another client ever looks like its own).
-                pid = rb.read_int32()
-                vpid = client.virtual_pid
-                msg = rb.message_bytes()
-                if pid == self.pid and pid != vpid:
-                    msg = msg[:5] + struct.pack("!i", vpid) + msg[9:]
-                elif pid == vpid and pid != self.pid:
-                    msg = msg[:5] + struct.pack("!i", self.pid) + msg[9:]
-                out.write_raw(msg)
-            elif t == _PARSE_COMPLETE:
-                if self.parses:
-                    _, stmt, swallow, _, _ = self.parses.popleft()
-                    if stmt is not None:
-                        self.confirmed.add(stmt)
-                    if swallow:
-                        continue
-                out.write_raw(rb.message_bytes())
-            elif t == _CLOSE_COMPLETE:
-                if self.closes:
-                    _, stmt, swallow, _, _ = self.closes.popleft()
-                    if stmt is not None:
-                        self.confirmed.discard(stmt)
-                    if swallow:
-                        continue
-                out.write_raw(rb.message_bytes())
-            else:  # COPY in/out/both
-                self.copy = True
-                out.write_raw(rb.message_bytes())
-        client.flush()
-        if rb.buffered():
-            if self.client is None:
-                self._drain_unlinked()
-            elif self.injecting:
-                self._inject_messages()
+        if t == _S:
+            name = rb.read_cstr().decode()
+            value = rb.read_cstr().decode()
+            self.params[name] = value
+            client.on_parameter_status(name, value)
+        elif t == _E:
+            msg = rb.message_bytes()
+            if msg[5:12] in (b"SFATAL\x00", b"SPANIC\x00"):
+                # The server ends this connection (terminated, shutting down): that is
+                # not the client's connection ending, which goes on without it; the
+                # client hears of it when the connection is gone (Client.on_backend_lost).
+                self.fatal_fields = msgs.parse_error_fields(msg[5:])
+                return
+            self.error_in_batch = True
+            self._void_batch()
+            out.write_raw(msg)
+            client.on_error()
+        elif t == _A:
+            # The client knows itself by its BackendKeyData pid: its own notifications
+            # carry that pid, and one from the backend it was told about (now another
+            # client's) carries the pid of the client's backend instead (a swap, so no
+            # notification of another client ever looks like its own).
+            pid = rb.read_int32()
+            vpid = client.virtual_pid
+            msg = rb.message_bytes()
+            if pid == self.pid and pid != vpid:
+                msg = msg[:5] + struct.pack("!i", vpid) + msg[9:]
+            elif pid == vpid and pid != self.pid:
+                msg = msg[:5] + struct.pack("!i", self.pid) + msg[9:]
+            out.write_raw(msg)
+        elif t == _PARSE_COMPLETE:
+            if self.parses:
+                _, stmt, swallow, _, _ = self.parses.popleft()
+                if stmt is not None:
+                    self.confirmed.add(stmt)
+                if swallow:
+                    return
+            out.write_raw(rb.message_bytes())
+        elif t == _CLOSE_COMPLETE:
+            if self.closes:
+                _, stmt, swallow, _, _ = self.closes.popleft()
+                if stmt is not None:
+                    self.confirmed.discard(stmt)
+                if swallow:
+                    return
+            out.write_raw(rb.message_bytes())
+        else:  # COPY in/out/both
+            self.copy = True
+            out.write_raw(rb.message_bytes())
 
     def sent_parse(
         self, name: str | None, swallow: bool = False, client_name: bytes | None = None

@@ -37,7 +37,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
-from multigres._cy.buffer import ProtocolError, ReadBuffer, WriteBuffer
+from multigres._cy.buffer import ReadBuffer, WriteBuffer
+from multigres._cy.poolcore import ClientCore
 from multigres.pooler import msgs
 from multigres.pooler.backend import Backend, send_cancel, server_statement_name
 from multigres.pooler.errors import PoolerError
@@ -72,7 +73,11 @@ _NO_EFFECTS: list[Effect] = []
 ADMIN_DATABASES = ("multigres", "pgbouncer")
 
 
-class Client(asyncio.Protocol):
+class Client(ClientCore, asyncio.Protocol):
+    backend: Backend | None
+    last_backend: Backend | None
+    pool: Pool | None
+
     def __init__(self, server: PoolerServer) -> None:
         self.server = server
         cfg = server.config
@@ -166,8 +171,6 @@ class Client(asyncio.Protocol):
         if self.backend is not None:
             self.backend.resume_reading()
 
-    _writing_paused = False
-
     def pause_reading(self) -> None:
         if self.transport is not None and not self._reading_paused:
             self._reading_paused = True
@@ -178,19 +181,6 @@ class Client(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
 
-    def data_received(self, data: bytes) -> None:
-        self.bytes_in += len(data)
-        try:
-            self.rbuf.feed_data(data)
-            if self.state == READY:
-                self._process()
-            elif self.state in (STARTUP, AUTH):
-                self.server.startup.handle(self)
-        except ProtocolError as e:
-            self._fail(PoolerError(codes.PROTOCOL_VIOLATION, str(e)))
-        except PoolerError as e:
-            self._fail(e)
-
     def _fail(self, err: PoolerError) -> None:
         # The messages before the bad one were accepted (and counted as in flight): send
         # them, so that the backend's answers match what the pooler expects when it cleans
@@ -199,15 +189,6 @@ class Client(asyncio.Protocol):
         self.fatal(err)
 
     # -- output ---------------------------------------------------------------------------
-
-    def flush(self) -> None:
-        out = self.out
-        if len(out) and self.transport is not None:
-            self.transport.write(out.getvalue())
-            out.reset()
-
-    def send(self, data: bytes) -> None:
-        self.out.write_raw(data)
 
     def fatal(self, err: PoolerError) -> None:
         """Report ``err`` as FATAL and close the connection."""
@@ -256,19 +237,6 @@ class Client(asyncio.Protocol):
 
     # -- getting a backend ---------------------------------------------------------------------
 
-    def _want_backend(self) -> bool:
-        """True when a backend is linked and in sync now; else it comes later."""
-        assert self.pool is not None
-        if self.waiting:
-            return False
-        backend = self.pool.acquire(self, prefer=self.last_backend)
-        if backend is None:
-            self.waiting = True
-            self._wait_start = time.monotonic()
-            self.pause_reading()
-            return False
-        return self._link(backend)
-
     def on_backend(self, backend: Backend) -> None:
         """The pool hands over a backend this client waited for."""
         self.waiting = False
@@ -311,19 +279,15 @@ class Client(asyncio.Protocol):
         """ReadyForQuery for a client that holds no backend."""
         return msgs.RFQ_FAILED if self.lost_tx else msgs.RFQ_IDLE
 
-    def _link(self, backend: Backend) -> bool:
-        backend.link(self)
-        if self._writing_paused:
-            backend.pause_reading()
-        self.backend = backend
-        self.last_backend = backend
-        if backend.synced_with != (self.id, self.session.version):
-            sql = settings_diff(backend.settings, self.session.settings)
-            if sql:
-                self._inject_kind = _INJECT_SYNC
-                backend.inject(sql, [])
-                return False
-            backend.synced_with = (self.id, self.session.version)
+    def _sync_settings(self, backend: Backend) -> bool:
+        """Bring a newly linked backend to this client's settings (core._link found it not
+        in sync with them): True when it already is, False when a query to set them runs."""
+        sql = settings_diff(backend.settings, self.session.settings)
+        if sql:
+            self._inject_kind = _INJECT_SYNC
+            backend.inject(sql, [])
+            return False
+        backend.synced_with = (self.id, self.session.version)
         return True
 
     def on_injected(self, backend: Backend, held: list[bytes]) -> None:
@@ -379,81 +343,12 @@ class Client(asyncio.Protocol):
 
     # -- the data path ---------------------------------------------------------------------
 
-    def _process(self) -> None:
-        rb = self.rbuf
-        while self.state == READY:
-            if not self._have_current:
-                if not rb.take_message():
-                    break
-                self._have_current = True
-            t = rb.get_message_type()
-            if t in _EMPTY_TYPES and rb.get_message_length() != 4:
-                # Postgres would answer with an error nobody expects (a Sync or Flush is
-                # not answered by one), and the pooler lose count of what is in flight.
-                raise PoolerError(codes.PROTOCOL_VIOLATION,
-                                  f"invalid message format: message {chr(t)!r} has a body")
-            if self.admin is not None:
-                self._have_current = False
-                self.admin.handle(self, t, rb)
-                continue
-            backend = self.backend
-            if backend is None:
-                if t == _X:
-                    self._terminate()
-                    return
-                if t == _S or t == _H or self._skipping or self._fake_rollback:
-                    # A Sync or Flush with nothing before it, or the rest of a batch after an
-                    # error the pooler reported.
-                    self._have_current = False
-                    if self._fake_rollback:
-                        self._answer_rollback(t)
-                    elif t == _S:
-                        self._skipping = False
-                        self.send(self._rfq())
-                    continue
-                if self.lost_tx and not self._in_lost_tx(t):
-                    self._have_current = False
-                    continue
-                if not self._want_backend():
-                    break
-                backend = self.backend
-                assert backend is not None
-            elif backend.injecting:
-                break
-            self._have_current = False
-            self._handle(t, backend)
-        self._flush_backend()
-        self.flush()
-
-    def _flush_backend(self) -> None:
-        buf = self.to_backend
-        if len(buf) and self.backend is not None:
-            self.backend.write(buf.getvalue())
-        buf.reset()
-
-    def _handle(self, t: int, backend: Backend) -> None:
+    def _handle_other(self, t: int, backend: Backend) -> None:
+        """Any client message but a simple Query (core._process handles those)."""
         rb = self.rbuf
         out = self.to_backend
-        self._cancel_idle_tx_timer()
-        if not self._query_start:
-            # One clock read per busy period (and per transaction), not per message.
-            self._query_start = time.monotonic()
-            if not self._tx_start:
-                self._tx_start = self._query_start
-        if t == _Q:
-            msg = rb.message_bytes()
-            effects = session_effects(msg[5:-1].decode("utf-8", "replace"))
-            if effects and effects[0].kind is Kind.DEALLOCATE:
-                sql = self._deallocate_sql(backend, effects)
-                if sql is not None:
-                    msg = msgs.query(sql)
-            self.inflight.append(effects)
-            backend.pending += 1
-            backend.syncs_sent += 1
-            self.queries += 1
-            out.write_raw(msg)
-            self._start_query_timer()
-        elif t == _P:
+        self._mark_busy()
+        if t == _P:
             self.in_batch = True
             name = rb.read_cstr()
             query = rb.read_cstr()
@@ -619,43 +514,6 @@ class Client(asyncio.Protocol):
 
     # -- events from the backend ---------------------------------------------------------------
 
-    def on_ready_for_query(self, backend: Backend, status: int) -> None:
-        self._cancel_query_timer()
-        effects = self.inflight.popleft() if self.inflight else _NO_EFFECTS
-        failed = self.query_failed
-        self.query_failed = False
-        if self._query_start:
-            now = time.monotonic()
-            took = now - self._query_start
-            self.query_time += took
-            meters = self.server.meters
-            meters.observe_query(took)
-            self._query_start = now if backend.pending else 0.0
-            if status == _I and self._tx_start:
-                took = now - self._tx_start
-                self.xact_time += took
-                meters.observe_transaction(took)
-                self._tx_start = 0.0
-        if status == _I:
-            self.transactions += 1
-        tx = self.tx
-        if effects or tx.pending or tx.failed:
-            self._account(backend, status, effects, failed)
-        if self.state == LOGIN or self.backend is not backend:
-            return
-        if (backend.pending == 0 and not self.in_batch and status != _ERR
-                and (self._fixups or (self._probe_wanted and status == _I))):
-            self._inject_after(backend, status)
-            return
-        self._settle(backend)
-
-    def _settle(self, backend: Backend) -> None:
-        """Nothing in flight from the pooler: release the backend, or time the idle
-        transaction."""
-        self._maybe_release(backend)
-        if self.backend is not None and backend.pending == 0 and backend.tx_status != _I:
-            self._start_idle_tx_timer()
-
     def _account(self, backend: Backend, status: int, effects: list[Effect],
                  failed: bool) -> None:
         """Follow what a completed message did to the session (rare: most have no effects)."""
@@ -728,14 +586,6 @@ class Client(asyncio.Protocol):
                 self.session.apply_probe([int(v or 0) for v in row])
         self._settle(backend)
         self._resume()
-
-    def _maybe_release(self, backend: Backend) -> None:
-        if (self.backend is backend and backend.is_idle() and not self.in_batch
-                and not self.session.pinned):
-            self.backend = None
-            backend.unlink()
-            assert self.pool is not None
-            self.pool.release(backend)
 
     def on_parameter_status(self, name: str, value: str) -> None:
         if self.reported.get(name) != value:

@@ -7,9 +7,10 @@ read time, in ``stats.py`` and ``metrics.py``.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
+
+from multigres._cy.poolcore import Histogram
 
 # Seconds: from a fast transaction on loopback (~100 us) to a minute.
 LATENCY_BOUNDS = (
@@ -18,27 +19,8 @@ LATENCY_BOUNDS = (
 )
 
 
-class Histogram:
-    """Counts per bucket (``counts[i]``: observations <= ``bounds[i]``, the last one: above
-    every bound) and the sum; cumulative Prometheus buckets are made at scrape time."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...] = LATENCY_BOUNDS) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum}
+def _latency_histogram() -> Histogram:
+    return Histogram(LATENCY_BOUNDS)
 
 
 @dataclass
@@ -49,9 +31,9 @@ class Meters:
     ``count_*`` methods; each is one call at an event that already costs a syscall.
     """
 
-    tx_latency: Histogram = field(default_factory=Histogram)
-    query_latency: Histogram = field(default_factory=Histogram)
-    pool_wait: Histogram = field(default_factory=Histogram)
+    tx_latency: Histogram = field(default_factory=_latency_histogram)
+    query_latency: Histogram = field(default_factory=_latency_histogram)
+    pool_wait: Histogram = field(default_factory=_latency_histogram)
     # SQLSTATE class (first two characters) -> errors sent to clients.
     errors: dict[str, int] = field(default_factory=dict)
     cancels_forwarded: int = 0

@@ -9,11 +9,11 @@ Clients that find no idle backend wait in FIFO order, each with its own deadline
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from multigres._cy.poolcore import PoolCore
 from multigres.pooler.errors import PoolerError
 from multigres.wire import sqlstate as codes
 
@@ -31,7 +31,7 @@ class Waiter(Protocol):
 Connector = Callable[["Pool"], "asyncio.Future[Backend]"]
 
 
-class Pool:
+class Pool(PoolCore):
     def __init__(
         self,
         user: str,
@@ -65,21 +65,10 @@ class Pool:
     def key(self) -> tuple[str, str]:
         return (self.user, self.database)
 
-    def total(self) -> int:
-        return len(self.idle) + len(self.active) + self.connecting
-
     # -- checkout ---------------------------------------------------------------------------
 
-    def acquire(self, waiter: Waiter, prefer: Backend | None = None) -> Backend | None:
-        """An idle backend now, or None: then ``waiter.on_backend`` is called later."""
-        if not self.paused and self.idle and not self.waiters:
-            if prefer is not None and prefer in self.idle:
-                del self.idle[prefer]
-                backend = prefer
-            else:
-                backend, _ = self.idle.popitem()
-            self.active.add(backend)
-            return backend
+    def _enqueue(self, waiter: Waiter) -> None:
+        """No idle backend for ``waiter`` (core.acquire): it waits, in FIFO order."""
         loop = asyncio.get_running_loop()
         timer = None
         if self.wait_timeout > 0:
@@ -87,7 +76,6 @@ class Pool:
         self.waiters.append((waiter, timer))
         self.total_waits += 1
         self._grow()
-        return None
 
     def cancel_wait(self, waiter: Waiter) -> None:
         for i, (w, timer) in enumerate(self.waiters):
@@ -146,32 +134,7 @@ class Pool:
         self.idle[backend] = None
         self._dispatch()
 
-    def _dispatch(self) -> None:
-        while self.waiters and self.idle and not self.paused:
-            waiter, timer = self.waiters.popleft()
-            if timer is not None:
-                timer.cancel()
-            backend, _ = self.idle.popitem()
-            self.active.add(backend)
-            waiter.on_backend(backend)
-
     # -- return -----------------------------------------------------------------------------
-
-    def release(self, backend: Backend) -> None:
-        """A client is done with ``backend`` (idle, no transaction, nothing pinned)."""
-        if backend.cancels_in_flight and not backend.closed:
-            # Not before Postgres has taken the cancel (backend.send_cancel releases it).
-            backend.release_after_cancel = True
-            return
-        self.active.discard(backend)
-        now = time.monotonic()
-        if backend.closed or (self.lifetime > 0 and now - backend.created_at > self.lifetime):
-            backend.close()
-            self._grow()
-            return
-        backend.last_used = now
-        self.idle[backend] = None
-        self._dispatch()
 
     def forget(self, backend: Backend) -> None:
         """``backend`` is gone (closed, broken): make room for a new one."""

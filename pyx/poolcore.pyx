@@ -1,0 +1,544 @@
+# cython: language_level=3
+"""The pooler's per-message paths in C: the state a client, a server connection and a pool
+share on every transaction, and the code that runs for the common messages.
+
+``multigres.pooler.client.Client``, ``multigres.pooler.backend.Backend`` and
+``multigres.pooler.pool.Pool`` are Python subclasses of the classes here. This module holds
+what runs per message of an ordinary transaction: framing the client's messages, a simple
+Query with no session effect, the server's answers up to ReadyForQuery, taking a backend from
+the pool and giving it back. Everything rarer (login, the extended protocol's renaming of
+prepared statements, session effects, errors, COPY, cancel, timeouts) stays in the Python
+subclasses, which these classes call by name (``self._handle_other(...)``): a Python method call
+only on the paths that are not per transaction.
+
+The state lives in typed fields (``cdef public``), so that the C code reads them without a
+dictionary lookup and the Python subclasses read and write the same fields as attributes.
+A Python subclass must not give one of these names a class-level default: the class attribute
+would shadow the field's descriptor and assignments would land in the instance dict.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.string cimport memcmp
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from multigres._cy.buffer cimport ReadBuffer, WriteBuffer
+
+from collections import deque
+
+from multigres._cy.buffer import ProtocolError
+from multigres.pooler import msgs
+from multigres.pooler.errors import PoolerError
+from multigres.sql.session import Kind, session_effects
+from multigres.wire import sqlstate as codes
+
+# Client states (client.py uses these).
+STARTUP, AUTH, LOGIN, READY, CLOSED = range(5)
+cdef enum:
+    C_STARTUP = 0
+    C_AUTH = 1
+    C_LOGIN = 2
+    C_READY = 3
+    C_CLOSED = 4
+
+cdef enum:
+    M_Q = 81   # 'Q'
+    M_S = 83   # 'S' (Sync from clients, ParameterStatus from servers)
+    M_H = 72   # 'H'
+    M_X = 88   # 'X'
+    M_F = 70   # 'F'
+    M_Z = 90   # 'Z'
+    M_COPY_DONE = 99  # 'c'
+    ST_I = 73  # 'I'
+    ST_E = 69  # 'E'
+
+# The server messages the pooler looks at (backend.py's docstring says why); the rest are
+# forwarded in runs.
+STOP_TYPES = b"ZSEA13GHW"
+cdef bytes _STOP_TYPES = STOP_TYPES
+cdef list _NO_EFFECTS = []
+NO_EFFECTS = _NO_EFFECTS
+cdef object _DEALLOCATE = Kind.DEALLOCATE
+cdef bytes _RFQ_IDLE = msgs.RFQ_IDLE
+cdef bytes _RFQ_FAILED = msgs.RFQ_FAILED
+
+
+cdef inline double _now() noexcept nogil:
+    # time.monotonic() reads the same clock.
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+def monotonic_now():
+    return _now()
+
+
+# -- the session-effect pre-filter ---------------------------------------------------------
+
+# Substrings one of which every statement with a session effect contains (compared without
+# case, ASCII only: SQL keywords are ASCII). multigres.sql.session has the same list for str.
+cdef tuple _NEEDLES = (b"set", b"listen", b"prepare", b"deallocate", b"declare", b"close",
+                       b"temp", b"advisory", b"discard", b"load", b"drop", b"savepoint",
+                       b"rollback", b"abort", b"release", b"chain")
+# First letter -> whether a needle starts with it.
+cdef bint _FIRST[256]
+
+
+cdef _init_first():
+    cdef bytes n
+    cdef int i
+    for i in range(256):
+        _FIRST[i] = False
+    for n in _NEEDLES:
+        _FIRST[<unsigned char>n[0]] = True
+
+
+_init_first()
+
+
+cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
+    if c >= 65 and c <= 90:
+        return c + 32
+    return c
+
+
+cdef bint _matches_at(const char *p, Py_ssize_t left, bytes needle) noexcept:
+    cdef Py_ssize_t k, n = PyBytes_GET_SIZE(needle)
+    cdef const char *q = PyBytes_AS_STRING(needle)
+    if n > left:
+        return False
+    for k in range(n):
+        if _lower(<unsigned char>p[k]) != <unsigned char>q[k]:
+            return False
+    return True
+
+
+cdef bint may_have_effects_c(const char *p, Py_ssize_t n) noexcept:
+    """Could this SQL text have a session effect? False means certainly not."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    cdef bytes needle
+    for i in range(n):
+        c = _lower(<unsigned char>p[i])
+        if not _FIRST[c]:
+            continue
+        for needle in _NEEDLES:
+            if <unsigned char>(<bytes>needle)[0] == c and _matches_at(p + i, n - i, needle):
+                return True
+    return False
+
+
+def may_have_effects_bytes(bytes sql):
+    return may_have_effects_c(PyBytes_AS_STRING(sql), PyBytes_GET_SIZE(sql))
+
+
+cdef list _query_effects(bytes msg):
+    """Session effects of a Query message (type, length, text, NUL)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(msg)
+    if n <= 6 or not may_have_effects_c(PyBytes_AS_STRING(msg) + 5, n - 6):
+        return _NO_EFFECTS
+    return session_effects(msg[5:n - 1].decode("utf-8", "replace"))
+
+
+# -- latency histograms ------------------------------------------------------------------------
+
+cdef class Histogram:
+    """Counts per bucket (``counts[i]``: observations <= ``bounds[i]``, the last one: above
+    every bound) and the sum; cumulative Prometheus buckets are made at scrape time."""
+
+    cdef public tuple bounds
+    cdef public list counts
+    cdef public double sum
+    cdef double _b[64]
+    cdef Py_ssize_t _nb
+
+    def __init__(self, bounds):
+        cdef Py_ssize_t i
+        self.bounds = tuple(bounds)
+        if len(self.bounds) > 64:
+            raise ValueError("at most 64 bounds")
+        self._nb = len(self.bounds)
+        for i in range(self._nb):
+            self._b[i] = self.bounds[i]
+        self.counts = [0] * (self._nb + 1)
+        self.sum = 0.0
+
+    cpdef observe(self, double value):
+        cdef Py_ssize_t i = 0
+        # bisect_left: the first bound >= value.
+        while i < self._nb and self._b[i] < value:
+            i += 1
+        self.counts[i] += 1
+        self.sum += value
+
+    @property
+    def count(self):
+        return sum(self.counts)
+
+    def to_dict(self):
+        return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum}
+
+
+# -- the pool ------------------------------------------------------------------------------------
+
+cdef class PoolCore:
+    """Checkout and return of a pool's backends (the rest is in pool.py)."""
+
+    cdef public object user, database
+    cdef public Py_ssize_t size
+    cdef public object _connector
+    cdef public double wait_timeout, lifetime, idle_timeout
+    cdef public dict idle  # insertion-ordered set, most recently used last
+    cdef public set active
+    cdef public Py_ssize_t connecting
+    cdef public object waiters  # deque of (waiter, timer)
+    cdef public bint paused
+    cdef public Py_ssize_t total_waits, connect_errors
+    cdef public double total_wait_time, max_wait
+
+    cpdef Py_ssize_t total(self):
+        return len(self.idle) + len(self.active) + self.connecting
+
+    cpdef object acquire(self, object waiter, object prefer=None):
+        """An idle backend now, or None: then ``waiter.on_backend`` is called later."""
+        cdef object backend
+        if not self.paused and self.idle and not self.waiters:
+            if prefer is not None and prefer in self.idle:
+                del self.idle[prefer]
+                backend = prefer
+            else:
+                backend, _ = self.idle.popitem()
+            self.active.add(backend)
+            return backend
+        self._enqueue(waiter)
+        return None
+
+    cpdef release(self, BackendCore backend):
+        """A client is done with ``backend`` (idle, no transaction, nothing pinned)."""
+        if backend.cancels_in_flight and not backend.closed:
+            # Not before Postgres has taken the cancel (backend.send_cancel releases it).
+            backend.release_after_cancel = True
+            return
+        self.active.discard(backend)
+        cdef double now = _now()
+        if backend.closed or (self.lifetime > 0 and now - backend.created_at > self.lifetime):
+            backend.close()
+            self._grow()
+            return
+        backend.last_used = now
+        self.idle[backend] = None
+        if self.waiters:
+            self._dispatch()
+
+    cpdef _dispatch(self):
+        cdef object backend
+        while self.waiters and self.idle and not self.paused:
+            waiter, timer = self.waiters.popleft()
+            if timer is not None:
+                timer.cancel()
+            backend, _ = self.idle.popitem()
+            self.active.add(backend)
+            waiter.on_backend(backend)
+
+
+# -- a server connection ---------------------------------------------------------------------
+
+cdef class BackendCore:
+    """A server connection's state and its answer path (see backend.py)."""
+
+    cdef public PoolCore pool
+    cdef public object transport, auth, startup_params, ready
+    cdef public ReadBuffer rbuf
+    cdef public WriteBuffer out
+    cdef public bint connected, closed
+    cdef public int pid, key
+    cdef public dict params, settings
+    cdef public tuple synced_with
+    cdef public set prepared, confirmed
+    cdef public ClientCore client
+    cdef public double created_at, last_used
+    cdef public int tx_status
+    cdef public Py_ssize_t pending, syncs_sent, syncs_done, _seq
+    cdef public object parses, closes, dropping
+    cdef public bint error_in_batch, copy, injecting
+    cdef public object inject_error, inject_rows, held
+    cdef public Py_ssize_t queries, bytes_in
+    cdef public int cancels_in_flight
+    cdef public bint release_after_cancel, _reading_paused
+    cdef public object fatal_fields
+    cdef public list cleanup
+
+    cpdef bint is_idle(self):
+        """Nothing in flight and no transaction: the backend could serve another client."""
+        return (self.pending == 0 and self.tx_status == ST_I and not self.copy
+                and not self.injecting)
+
+    cpdef write(self, object data):
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def data_received(self, bytes data):
+        self.bytes_in += len(data)
+        self.rbuf.feed_data(data)
+        try:
+            if not self.connected:
+                self._startup_messages()
+            elif self.injecting:
+                self._inject_messages()
+            else:
+                self._forward()
+        except ProtocolError as e:
+            self._fail(PoolerError(codes.PROTOCOL_VIOLATION,
+                                   f"invalid message from the server: {e}"))
+
+    cpdef _forward(self):
+        cdef ClientCore client = self.client
+        cdef ReadBuffer rb = self.rbuf
+        cdef WriteBuffer out
+        cdef int t
+        if client is None:
+            # Answers nobody waits for (a client left): keep the state, drop the bytes.
+            self._drain_unlinked()
+            return
+        out = client.out
+        while True:
+            rb.take_run_into(out, _STOP_TYPES)
+            if not rb.take_message():
+                break
+            t = rb.get_message_type()
+            if t == M_Z:
+                self.tx_status = rb.read_byte()
+                self.pending -= 1
+                self.syncs_done += 1
+                self.error_in_batch = False
+                self.copy = False
+                if self.dropping:
+                    self._dropped()
+                out.write_raw(rb.message_bytes())
+                client.on_ready_for_query(self, self.tx_status)
+                if self.client is not client or self.injecting:
+                    # Released to the pool: what follows (nothing, normally) is not theirs;
+                    # or the pooler's own query went out, its answers come next.
+                    break
+            else:
+                self._forward_other(t, client, out)
+        client.flush()
+        if rb.buffered():
+            if self.client is None:
+                self._drain_unlinked()
+            elif self.injecting:
+                self._inject_messages()
+
+
+# -- a client connection ---------------------------------------------------------------------
+
+cdef class ClientCore:
+    """A client's state and its message path (see client.py)."""
+
+    cdef public object server, transport
+    cdef public ReadBuffer rbuf
+    cdef public WriteBuffer out, to_backend
+    cdef public int state
+    cdef public Py_ssize_t id
+    cdef public object session, tx, admin
+    cdef public PoolCore pool
+    cdef public BackendCore backend, last_backend
+    cdef public bint waiting
+    cdef public object inflight
+    cdef public object _fixups
+    cdef public bint _probe_wanted
+    cdef public int _inject_kind
+    cdef public bint query_failed, in_batch, _skipping, lost_tx, _fake_rollback
+    cdef public bint _have_current, _reading_paused, _writing_paused
+    cdef public object _idle_tx_timer, _query_timer
+    cdef public Py_ssize_t queries, transactions, bytes_in
+    cdef public double xact_time, query_time, _tx_start, _query_start, _wait_start
+
+    def data_received(self, bytes data):
+        self.bytes_in += len(data)
+        try:
+            self.rbuf.feed_data(data)
+            if self.state == C_READY:
+                self._process()
+            elif self.state == C_STARTUP or self.state == C_AUTH:
+                self.server.startup.handle(self)
+        except ProtocolError as e:
+            self._fail(PoolerError(codes.PROTOCOL_VIOLATION, str(e)))
+        except PoolerError as e:
+            self._fail(e)
+
+    # -- output ---------------------------------------------------------------------------
+
+    cpdef flush(self):
+        cdef WriteBuffer out = self.out
+        if len(out) and self.transport is not None:
+            self.transport.write(out.getvalue())
+            out.reset()
+
+    cpdef send(self, bytes data):
+        self.out.write_raw(data)
+
+    cpdef _flush_backend(self):
+        cdef WriteBuffer buf = self.to_backend
+        if len(buf) and self.backend is not None:
+            self.backend.write(buf.getvalue())
+        buf.reset()
+
+    # -- the data path -----------------------------------------------------------------------
+
+    cpdef _process(self):
+        cdef ReadBuffer rb = self.rbuf
+        cdef BackendCore backend
+        cdef int t
+        while self.state == C_READY:
+            if not self._have_current:
+                if not rb.take_message():
+                    break
+                self._have_current = True
+            t = rb.get_message_type()
+            if ((t == M_S or t == M_H or t == M_X or t == M_COPY_DONE)
+                    and rb.get_message_length() != 4):
+                # Postgres would answer with an error nobody expects (a Sync or Flush is
+                # not answered by one), and the pooler lose count of what is in flight.
+                raise PoolerError(codes.PROTOCOL_VIOLATION,
+                                  f"invalid message format: message {chr(t)!r} has a body")
+            if self.admin is not None:
+                self._have_current = False
+                self.admin.handle(self, t, rb)
+                continue
+            backend = self.backend
+            if backend is None:
+                if t == M_X:
+                    self._terminate()
+                    return
+                if t == M_S or t == M_H or self._skipping or self._fake_rollback:
+                    # A Sync or Flush with nothing before it, or the rest of a batch after an
+                    # error the pooler reported.
+                    self._have_current = False
+                    if self._fake_rollback:
+                        self._answer_rollback(t)
+                    elif t == M_S:
+                        self._skipping = False
+                        self.out.write_raw(_RFQ_FAILED if self.lost_tx else _RFQ_IDLE)
+                    continue
+                if self.lost_tx and not self._in_lost_tx(t):
+                    self._have_current = False
+                    continue
+                if not self._want_backend():
+                    break
+                backend = self.backend
+            elif backend.injecting:
+                break
+            self._have_current = False
+            if t == M_Q:
+                self._handle_query(backend)
+            else:
+                self._handle_other(t, backend)
+        self._flush_backend()
+        self.flush()
+
+    cdef int _handle_query(self, BackendCore backend) except -1:
+        cdef bytes msg
+        cdef list effects
+        self._mark_busy()
+        msg = self.rbuf.message_bytes()
+        effects = _query_effects(msg)
+        if effects and effects[0].kind is _DEALLOCATE:
+            sql = self._deallocate_sql(backend, effects)
+            if sql is not None:
+                msg = msgs.query(sql)
+        self.inflight.append(effects)
+        backend.pending += 1
+        backend.syncs_sent += 1
+        self.queries += 1
+        self.to_backend.write_raw(msg)
+        if self._query_timer is None and self.server.config.query_timeout > 0:
+            self._start_query_timer()
+        return 0
+
+    cpdef _mark_busy(self):
+        """A message goes to the server: stop the idle-in-transaction clock, start the
+        query's (one clock read per busy period and per transaction, not per message)."""
+        if self._idle_tx_timer is not None:
+            self._cancel_idle_tx_timer()
+        if not self._query_start:
+            self._query_start = _now()
+            if not self._tx_start:
+                self._tx_start = self._query_start
+
+    # -- getting a backend ---------------------------------------------------------------------
+
+    cpdef bint _want_backend(self) except -1:
+        """True when a backend is linked and in sync now; else it comes later."""
+        if self.waiting:
+            return False
+        backend = self.pool.acquire(self, self.last_backend)
+        if backend is None:
+            self.waiting = True
+            self._wait_start = _now()
+            self.pause_reading()
+            return False
+        return self._link(backend)
+
+    cpdef bint _link(self, BackendCore backend) except -1:
+        backend.client = self
+        backend.last_used = _now()
+        if self._writing_paused:
+            backend.pause_reading()
+        self.backend = backend
+        self.last_backend = backend
+        cdef tuple synced = backend.synced_with
+        if (synced is None or len(synced) != 2 or synced[0] != self.id
+                or synced[1] != self.session.version):
+            return self._sync_settings(backend)
+        return True
+
+    # -- events from the backend ---------------------------------------------------------------
+
+    cpdef on_ready_for_query(self, BackendCore backend, int status):
+        cdef double now, took
+        cdef bint failed
+        if self._query_timer is not None:
+            self._cancel_query_timer()
+        effects = self.inflight.popleft() if self.inflight else _NO_EFFECTS
+        failed = self.query_failed
+        self.query_failed = False
+        if self._query_start:
+            now = _now()
+            took = now - self._query_start
+            self.query_time += took
+            meters = self.server.meters
+            (<Histogram>meters.query_latency).observe(took)
+            self._query_start = now if backend.pending else 0.0
+            if status == ST_I and self._tx_start:
+                took = now - self._tx_start
+                self.xact_time += took
+                (<Histogram>meters.tx_latency).observe(took)
+                self._tx_start = 0.0
+        if status == ST_I:
+            self.transactions += 1
+        tx = self.tx
+        if effects or tx.pending or tx.failed:
+            self._account(backend, status, effects, failed)
+        if self.state == C_LOGIN or self.backend is not backend:
+            return
+        if (backend.pending == 0 and not self.in_batch and status != ST_E
+                and (self._fixups or (self._probe_wanted and status == ST_I))):
+            self._inject_after(backend, status)
+            return
+        self._settle(backend)
+
+    cpdef _settle(self, BackendCore backend):
+        """Nothing in flight from the pooler: release the backend, or time the idle
+        transaction."""
+        self._maybe_release(backend)
+        if self.backend is not None and backend.pending == 0 and backend.tx_status != ST_I:
+            if self.server.config.idle_transaction_timeout > 0:
+                self._start_idle_tx_timer()
+
+    cpdef _maybe_release(self, BackendCore backend):
+        if (self.backend is backend and backend.is_idle() and not self.in_batch
+                and not self.session.pinned):
+            self.backend = None
+            backend.unlink()
+            self.pool.release(backend)
