@@ -18,7 +18,6 @@ would shadow the field's descriptor and assignments would land in the instance d
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.string cimport memcmp
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from multigres._cy.buffer cimport ReadBuffer, WriteBuffer
@@ -77,23 +76,29 @@ def monotonic_now():
 
 # Substrings one of which every statement with a session effect contains (compared without
 # case, ASCII only: SQL keywords are ASCII). multigres.sql.session has the same list for str.
-cdef tuple _NEEDLES = (b"set", b"listen", b"prepare", b"deallocate", b"declare", b"close",
-                       b"temp", b"advisory", b"discard", b"load", b"drop", b"savepoint",
-                       b"rollback", b"abort", b"release", b"chain")
-# First letter -> whether a needle starts with it.
-cdef bint _FIRST[256]
+NEEDLES = (b"set", b"listen", b"prepare", b"deallocate", b"declare", b"close", b"temp",
+           b"advisory", b"discard", b"load", b"drop", b"savepoint", b"rollback", b"abort",
+           b"release", b"chain")
+DEF N_NEEDLES = 16
+cdef const char *_needle[N_NEEDLES]
+cdef Py_ssize_t _needle_len[N_NEEDLES]
+# First letter -> bit mask of the needles that start with it.
+cdef unsigned int _first[256]
 
 
-cdef _init_first():
+cdef _init_needles():
+    cdef Py_ssize_t i
     cdef bytes n
-    cdef int i
     for i in range(256):
-        _FIRST[i] = False
-    for n in _NEEDLES:
-        _FIRST[<unsigned char>n[0]] = True
+        _first[i] = 0
+    for i in range(N_NEEDLES):
+        n = NEEDLES[i]
+        _needle[i] = PyBytes_AS_STRING(n)  # NEEDLES keeps the bytes alive
+        _needle_len[i] = PyBytes_GET_SIZE(n)
+        _first[<unsigned char>_needle[i][0]] |= 1u << i
 
 
-_init_first()
+_init_needles()
 
 
 cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
@@ -102,28 +107,24 @@ cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
     return c
 
 
-cdef bint _matches_at(const char *p, Py_ssize_t left, bytes needle) noexcept:
-    cdef Py_ssize_t k, n = PyBytes_GET_SIZE(needle)
-    cdef const char *q = PyBytes_AS_STRING(needle)
-    if n > left:
-        return False
-    for k in range(n):
-        if _lower(<unsigned char>p[k]) != <unsigned char>q[k]:
-            return False
-    return True
-
-
-cdef bint may_have_effects_c(const char *p, Py_ssize_t n) noexcept:
+cdef bint may_have_effects_c(const char *p, Py_ssize_t n) noexcept nogil:
     """Could this SQL text have a session effect? False means certainly not."""
-    cdef Py_ssize_t i
-    cdef unsigned char c
-    cdef bytes needle
+    cdef Py_ssize_t i, j, k, m
+    cdef unsigned int mask
     for i in range(n):
-        c = _lower(<unsigned char>p[i])
-        if not _FIRST[c]:
+        mask = _first[_lower(<unsigned char>p[i])]
+        if not mask:
             continue
-        for needle in _NEEDLES:
-            if <unsigned char>(<bytes>needle)[0] == c and _matches_at(p + i, n - i, needle):
+        for j in range(N_NEEDLES):
+            if not (mask >> j) & 1:
+                continue
+            m = _needle_len[j]
+            if m > n - i:
+                continue
+            k = 1
+            while k < m and _lower(<unsigned char>p[i + k]) == <unsigned char>_needle[j][k]:
+                k += 1
+            if k == m:
                 return True
     return False
 
@@ -196,11 +197,21 @@ cdef class PoolCore:
     cdef public Py_ssize_t total_waits, connect_errors
     cdef public double total_wait_time, max_wait
 
-    cpdef Py_ssize_t total(self):
+    def total(self):
         return len(self.idle) + len(self.active) + self.connecting
 
-    cpdef object acquire(self, object waiter, object prefer=None):
+    def acquire(self, waiter, prefer=None):
         """An idle backend now, or None: then ``waiter.on_backend`` is called later."""
+        return self._acquire(waiter, prefer)
+
+    def release(self, BackendCore backend):
+        """A client is done with ``backend`` (idle, no transaction, nothing pinned)."""
+        self._release(backend)
+
+    def _dispatch(self):
+        self._dispatch_c()
+
+    cdef object _acquire(self, object waiter, object prefer):
         cdef object backend
         if not self.paused and self.idle and not self.waiters:
             if prefer is not None and prefer in self.idle:
@@ -213,24 +224,24 @@ cdef class PoolCore:
         self._enqueue(waiter)
         return None
 
-    cpdef release(self, BackendCore backend):
-        """A client is done with ``backend`` (idle, no transaction, nothing pinned)."""
+    cdef int _release(self, BackendCore backend) except -1:
         if backend.cancels_in_flight and not backend.closed:
             # Not before Postgres has taken the cancel (backend.send_cancel releases it).
             backend.release_after_cancel = True
-            return
+            return 0
         self.active.discard(backend)
         cdef double now = _now()
         if backend.closed or (self.lifetime > 0 and now - backend.created_at > self.lifetime):
             backend.close()
             self._grow()
-            return
+            return 0
         backend.last_used = now
         self.idle[backend] = None
         if self.waiters:
-            self._dispatch()
+            self._dispatch_c()
+        return 0
 
-    cpdef _dispatch(self):
+    cdef int _dispatch_c(self) except -1:
         cdef object backend
         while self.waiters and self.idle and not self.paused:
             waiter, timer = self.waiters.popleft()
@@ -239,6 +250,7 @@ cdef class PoolCore:
             backend, _ = self.idle.popitem()
             self.active.add(backend)
             waiter.on_backend(backend)
+        return 0
 
 
 # -- a server connection ---------------------------------------------------------------------
@@ -268,14 +280,21 @@ cdef class BackendCore:
     cdef public object fatal_fields
     cdef public list cleanup
 
-    cpdef bint is_idle(self):
+    def is_idle(self):
         """Nothing in flight and no transaction: the backend could serve another client."""
+        return self._is_idle()
+
+    cdef inline bint _is_idle(self) noexcept:
         return (self.pending == 0 and self.tx_status == ST_I and not self.copy
                 and not self.injecting)
 
-    cpdef write(self, object data):
+    def write(self, data):
+        self._write(data)
+
+    cdef inline int _write(self, object data) except -1:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
+        return 0
 
     def data_received(self, bytes data):
         self.bytes_in += len(data)
@@ -286,12 +305,15 @@ cdef class BackendCore:
             elif self.injecting:
                 self._inject_messages()
             else:
-                self._forward()
+                self._forward_c()
         except ProtocolError as e:
             self._fail(PoolerError(codes.PROTOCOL_VIOLATION,
                                    f"invalid message from the server: {e}"))
 
-    cpdef _forward(self):
+    def _forward(self):
+        self._forward_c()
+
+    cdef int _forward_c(self) except -1:
         cdef ClientCore client = self.client
         cdef ReadBuffer rb = self.rbuf
         cdef WriteBuffer out
@@ -299,7 +321,7 @@ cdef class BackendCore:
         if client is None:
             # Answers nobody waits for (a client left): keep the state, drop the bytes.
             self._drain_unlinked()
-            return
+            return 0
         out = client.out
         while True:
             rb.take_run_into(out, _STOP_TYPES)
@@ -315,19 +337,20 @@ cdef class BackendCore:
                 if self.dropping:
                     self._dropped()
                 out.write_raw(rb.message_bytes())
-                client.on_ready_for_query(self, self.tx_status)
+                client._on_ready_for_query(self, self.tx_status)
                 if self.client is not client or self.injecting:
                     # Released to the pool: what follows (nothing, normally) is not theirs;
                     # or the pooler's own query went out, its answers come next.
                     break
             else:
                 self._forward_other(t, client, out)
-        client.flush()
+        client._flush()
         if rb.buffered():
             if self.client is None:
                 self._drain_unlinked()
             elif self.injecting:
                 self._inject_messages()
+        return 0
 
 
 # -- a client connection ---------------------------------------------------------------------
@@ -353,13 +376,15 @@ cdef class ClientCore:
     cdef public object _idle_tx_timer, _query_timer
     cdef public Py_ssize_t queries, transactions, bytes_in
     cdef public double xact_time, query_time, _tx_start, _query_start, _wait_start
+    # The server's latency histograms (server.meters), looked up once.
+    cdef Histogram _query_latency, _tx_latency
 
     def data_received(self, bytes data):
         self.bytes_in += len(data)
         try:
             self.rbuf.feed_data(data)
             if self.state == C_READY:
-                self._process()
+                self._process_c()
             elif self.state == C_STARTUP or self.state == C_AUTH:
                 self.server.startup.handle(self)
         except ProtocolError as e:
@@ -369,24 +394,35 @@ cdef class ClientCore:
 
     # -- output ---------------------------------------------------------------------------
 
-    cpdef flush(self):
+    def flush(self):
+        self._flush()
+
+    cdef int _flush(self) except -1:
         cdef WriteBuffer out = self.out
         if len(out) and self.transport is not None:
             self.transport.write(out.getvalue())
             out.reset()
+        return 0
 
-    cpdef send(self, bytes data):
+    def send(self, bytes data):
         self.out.write_raw(data)
 
-    cpdef _flush_backend(self):
+    def _flush_backend(self):
+        self._flush_backend_c()
+
+    cdef int _flush_backend_c(self) except -1:
         cdef WriteBuffer buf = self.to_backend
         if len(buf) and self.backend is not None:
-            self.backend.write(buf.getvalue())
+            self.backend._write(buf.getvalue())
         buf.reset()
+        return 0
 
     # -- the data path -----------------------------------------------------------------------
 
-    cpdef _process(self):
+    def _process(self):
+        self._process_c()
+
+    cdef int _process_c(self) except -1:
         cdef ReadBuffer rb = self.rbuf
         cdef BackendCore backend
         cdef int t
@@ -410,7 +446,7 @@ cdef class ClientCore:
             if backend is None:
                 if t == M_X:
                     self._terminate()
-                    return
+                    return 0
                 if t == M_S or t == M_H or self._skipping or self._fake_rollback:
                     # A Sync or Flush with nothing before it, or the rest of a batch after an
                     # error the pooler reported.
@@ -424,7 +460,7 @@ cdef class ClientCore:
                 if self.lost_tx and not self._in_lost_tx(t):
                     self._have_current = False
                     continue
-                if not self._want_backend():
+                if not self._want_backend_c():
                     break
                 backend = self.backend
             elif backend.injecting:
@@ -434,13 +470,14 @@ cdef class ClientCore:
                 self._handle_query(backend)
             else:
                 self._handle_other(t, backend)
-        self._flush_backend()
-        self.flush()
+        self._flush_backend_c()
+        self._flush()
+        return 0
 
     cdef int _handle_query(self, BackendCore backend) except -1:
         cdef bytes msg
         cdef list effects
-        self._mark_busy()
+        self._mark_busy_c()
         msg = self.rbuf.message_bytes()
         effects = _query_effects(msg)
         if effects and effects[0].kind is _DEALLOCATE:
@@ -456,7 +493,10 @@ cdef class ClientCore:
             self._start_query_timer()
         return 0
 
-    cpdef _mark_busy(self):
+    def _mark_busy(self):
+        self._mark_busy_c()
+
+    cdef int _mark_busy_c(self) except -1:
         """A message goes to the server: stop the idle-in-transaction clock, start the
         query's (one clock read per busy period and per transaction, not per message)."""
         if self._idle_tx_timer is not None:
@@ -465,22 +505,29 @@ cdef class ClientCore:
             self._query_start = _now()
             if not self._tx_start:
                 self._tx_start = self._query_start
+        return 0
 
     # -- getting a backend ---------------------------------------------------------------------
 
-    cpdef bint _want_backend(self) except -1:
+    def _want_backend(self):
         """True when a backend is linked and in sync now; else it comes later."""
+        return self._want_backend_c()
+
+    cdef bint _want_backend_c(self) except -1:
         if self.waiting:
             return False
-        backend = self.pool.acquire(self, self.last_backend)
+        backend = self.pool._acquire(self, self.last_backend)
         if backend is None:
             self.waiting = True
             self._wait_start = _now()
             self.pause_reading()
             return False
-        return self._link(backend)
+        return self._link_c(backend)
 
-    cpdef bint _link(self, BackendCore backend) except -1:
+    def _link(self, BackendCore backend):
+        return self._link_c(backend)
+
+    cdef bint _link_c(self, BackendCore backend) except -1:
         backend.client = self
         backend.last_used = _now()
         if self._writing_paused:
@@ -495,7 +542,10 @@ cdef class ClientCore:
 
     # -- events from the backend ---------------------------------------------------------------
 
-    cpdef on_ready_for_query(self, BackendCore backend, int status):
+    def on_ready_for_query(self, BackendCore backend, int status):
+        self._on_ready_for_query(backend, status)
+
+    cdef int _on_ready_for_query(self, BackendCore backend, int status) except -1:
         cdef double now, took
         cdef bint failed
         if self._query_timer is not None:
@@ -507,13 +557,16 @@ cdef class ClientCore:
             now = _now()
             took = now - self._query_start
             self.query_time += took
-            meters = self.server.meters
-            (<Histogram>meters.query_latency).observe(took)
+            if self._query_latency is None:
+                meters = self.server.meters
+                self._query_latency = meters.query_latency
+                self._tx_latency = meters.tx_latency
+            self._query_latency.observe(took)
             self._query_start = now if backend.pending else 0.0
             if status == ST_I and self._tx_start:
                 took = now - self._tx_start
                 self.xact_time += took
-                (<Histogram>meters.tx_latency).observe(took)
+                self._tx_latency.observe(took)
                 self._tx_start = 0.0
         if status == ST_I:
             self.transactions += 1
@@ -521,24 +574,34 @@ cdef class ClientCore:
         if effects or tx.pending or tx.failed:
             self._account(backend, status, effects, failed)
         if self.state == C_LOGIN or self.backend is not backend:
-            return
+            return 0
         if (backend.pending == 0 and not self.in_batch and status != ST_E
                 and (self._fixups or (self._probe_wanted and status == ST_I))):
             self._inject_after(backend, status)
-            return
-        self._settle(backend)
+            return 0
+        return self._settle_c(backend)
 
-    cpdef _settle(self, BackendCore backend):
+    def _settle(self, BackendCore backend):
         """Nothing in flight from the pooler: release the backend, or time the idle
         transaction."""
-        self._maybe_release(backend)
+        self._settle_c(backend)
+
+    cdef int _settle_c(self, BackendCore backend) except -1:
+        self._maybe_release_c(backend)
         if self.backend is not None and backend.pending == 0 and backend.tx_status != ST_I:
             if self.server.config.idle_transaction_timeout > 0:
                 self._start_idle_tx_timer()
+        return 0
 
-    cpdef _maybe_release(self, BackendCore backend):
-        if (self.backend is backend and backend.is_idle() and not self.in_batch
+    def _maybe_release(self, BackendCore backend):
+        self._maybe_release_c(backend)
+
+    cdef int _maybe_release_c(self, BackendCore backend) except -1:
+        if (self.backend is backend and backend._is_idle() and not self.in_batch
                 and not self.session.pinned):
             self.backend = None
-            backend.unlink()
-            self.pool.release(backend)
+            backend.client = None
+            if backend._reading_paused:
+                backend.resume_reading()
+            self.pool._release(backend)
+        return 0
