@@ -8,18 +8,12 @@ import os
 import platform
 from typing import Any
 
+from multigres._cy.poolcore import BackendCore
 from multigres.pooler.pool import Pool
 
 
-class _Backend:
-    """What the pool touches of a backend."""
-
-    closed = False
-    cancels_in_flight = 0
-
-    def __init__(self) -> None:
-        self.created_at = 0.0
-        self.last_used = 0.0
+class _Backend(BackendCore):
+    """A backend with only what the pool touches (the typed fields of BackendCore)."""
 
     def close(self) -> None:
         self.closed = True

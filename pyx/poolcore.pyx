@@ -192,7 +192,7 @@ cdef class PoolCore:
     cdef public dict idle  # insertion-ordered set, most recently used last
     cdef public set active
     cdef public Py_ssize_t connecting
-    cdef public object waiters  # deque of (waiter, timer)
+    cdef public object waiters  # deque of (waiter, loop time it began to wait)
     cdef public bint paused
     cdef public Py_ssize_t total_waits, connect_errors
     cdef public double total_wait_time, max_wait
@@ -244,9 +244,7 @@ cdef class PoolCore:
     cdef int _dispatch_c(self) except -1:
         cdef object backend
         while self.waiters and self.idle and not self.paused:
-            waiter, timer = self.waiters.popleft()
-            if timer is not None:
-                timer.cancel()
+            waiter, _ = self.waiters.popleft()
             backend, _ = self.idle.popitem()
             self.active.add(backend)
             waiter.on_backend(backend)

@@ -53,7 +53,9 @@ class Pool(PoolCore):
         self.idle: dict[Backend, None] = {}  # insertion-ordered set, MRU last
         self.active: set[Backend] = set()
         self.connecting = 0
-        self.waiters: deque[tuple[Waiter, asyncio.TimerHandle | None]] = deque()
+        # Waiting clients and when each began to wait (loop time).
+        self.waiters: deque[tuple[Waiter, float]] = deque()
+        self._wait_timer: asyncio.TimerHandle | None = None
         self.paused = False
         # Stats for SHOW POOLS / metrics.
         self.total_waits = 0
@@ -68,34 +70,47 @@ class Pool(PoolCore):
     # -- checkout ---------------------------------------------------------------------------
 
     def _enqueue(self, waiter: Waiter) -> None:
-        """No idle backend for ``waiter`` (core.acquire): it waits, in FIFO order."""
+        """No idle backend for ``waiter`` (core.acquire): it waits, in FIFO order.
+
+        The waits share one timer, armed for the earliest deadline (a timer per wait would
+        cost a heap insert and a cancel on every checkout of a busy pool)."""
         loop = asyncio.get_running_loop()
-        timer = None
-        if self.wait_timeout > 0:
-            timer = loop.call_later(self.wait_timeout, self._wait_expired, waiter)
-        self.waiters.append((waiter, timer))
+        self.waiters.append((waiter, loop.time()))
         self.total_waits += 1
+        if self.wait_timeout > 0 and self._wait_timer is None:
+            self._wait_timer = loop.call_at(loop.time() + self.wait_timeout, self._wait_expired)
         self._grow()
 
     def cancel_wait(self, waiter: Waiter) -> None:
-        for i, (w, timer) in enumerate(self.waiters):
+        for i, (w, _) in enumerate(self.waiters):
             if w is waiter:
-                if timer is not None:
-                    timer.cancel()
                 del self.waiters[i]
                 return
 
-    def _wait_expired(self, waiter: Waiter) -> None:
-        self.cancel_wait(waiter)
-        waiter.on_backend_error(
-            PoolerError(
-                codes.TOO_MANY_CONNECTIONS,
-                f"no server connection became free within {self.wait_timeout:g} s "
-                f"(pool for user {self.user!r}, database {self.database!r} has "
-                f"{self.size} connections, all busy)",
-                hint="raise --pool-size or --query-wait-timeout, or shorten transactions",
+    def _wait_expired(self) -> None:
+        """Fail the waits past the wait timeout; arm the timer for the next deadline."""
+        self._wait_timer = None
+        loop = asyncio.get_running_loop()
+        timeout = self.wait_timeout
+        if timeout <= 0:
+            return
+        now = loop.time()
+        expired = [w for w, started in self.waiters if started + timeout <= now]
+        if expired:
+            self.waiters = deque((w, t) for w, t in self.waiters if t + timeout > now)
+        if self.waiters:
+            first = min(t for _, t in self.waiters)
+            self._wait_timer = loop.call_at(first + timeout, self._wait_expired)
+        for waiter in expired:
+            waiter.on_backend_error(
+                PoolerError(
+                    codes.TOO_MANY_CONNECTIONS,
+                    f"no server connection became free within {timeout:g} s "
+                    f"(pool for user {self.user!r}, database {self.database!r} has "
+                    f"{self.size} connections, all busy)",
+                    hint="raise --pool-size or --query-wait-timeout, or shorten transactions",
+                )
             )
-        )
 
     def _grow(self) -> None:
         """Open backends for waiters while under the size limit."""
@@ -120,14 +135,10 @@ class Pool(PoolCore):
             # Nothing else will come for the waiters if no backend is left or coming.
             if not self.active and not self.idle and not self.connecting:
                 while self.waiters:
-                    waiter, timer = self.waiters.popleft()
-                    if timer is not None:
-                        timer.cancel()
+                    waiter, _ = self.waiters.popleft()
                     waiter.on_backend_error(err)
             elif self.waiters:
-                waiter, timer = self.waiters.popleft()
-                if timer is not None:
-                    timer.cancel()
+                waiter, _ = self.waiters.popleft()
                 waiter.on_backend_error(err)
             return
         backend = fut.result()

@@ -35,13 +35,11 @@ def _wall(mono: float, now_wall: float, now_mono: float) -> float:
 
 
 def _wait_starts(server: PoolerServer) -> dict[int, float]:
-    """id(waiting client) -> when it started waiting (loop time), from each wait's timer: its
-    deadline minus the pool's wait timeout."""
+    """id(waiting client) -> when it started waiting (loop time)."""
     out: dict[int, float] = {}
     for pool in server.pools.values():
-        for waiter, timer in pool.waiters:
-            if timer is not None:
-                out[id(waiter)] = timer.when() - pool.wait_timeout
+        for waiter, started in pool.waiters:
+            out[id(waiter)] = started
     return out
 
 
