@@ -21,6 +21,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from multigres._cy.buffer cimport ReadBuffer, WriteBuffer
+from multigres._cy.relay cimport Conn, FastProtocol
 
 from collections import deque
 
@@ -253,7 +254,7 @@ cdef class PoolCore:
 
 # -- a server connection ---------------------------------------------------------------------
 
-cdef class BackendCore:
+cdef class BackendCore(FastProtocol):
     """A server connection's state and its answer path (see backend.py)."""
 
     cdef public PoolCore pool
@@ -294,7 +295,23 @@ cdef class BackendCore:
             self.transport.write(data)
         return 0
 
+    cdef inline int _write_buffer(self, WriteBuffer buf) except -1:
+        """Send what ``buf`` holds (no bytes object on a relay connection)."""
+        cdef object t = self.transport
+        if t is None or self.closed:
+            return 0
+        if type(t) is Conn:
+            return (<Conn>t).send_ptr(buf._buf, buf._size)
+        t.write(buf.getvalue())
+        return 0
+
     def data_received(self, bytes data):
+        self._on_data(data)
+
+    cdef int relay_data(self, bytes data) except -1:
+        return self._on_data(data)
+
+    cdef int _on_data(self, bytes data) except -1:
         self.bytes_in += len(data)
         self.rbuf.feed_data(data)
         try:
@@ -307,6 +324,7 @@ cdef class BackendCore:
         except ProtocolError as e:
             self._fail(PoolerError(codes.PROTOCOL_VIOLATION,
                                    f"invalid message from the server: {e}"))
+        return 0
 
     def _forward(self):
         self._forward_c()
@@ -353,7 +371,7 @@ cdef class BackendCore:
 
 # -- a client connection ---------------------------------------------------------------------
 
-cdef class ClientCore:
+cdef class ClientCore(FastProtocol):
     """A client's state and its message path (see client.py)."""
 
     cdef public object server, transport
@@ -378,6 +396,12 @@ cdef class ClientCore:
     cdef Histogram _query_latency, _tx_latency
 
     def data_received(self, bytes data):
+        self._on_data(data)
+
+    cdef int relay_data(self, bytes data) except -1:
+        return self._on_data(data)
+
+    cdef int _on_data(self, bytes data) except -1:
         self.bytes_in += len(data)
         try:
             self.rbuf.feed_data(data)
@@ -389,6 +413,7 @@ cdef class ClientCore:
             self._fail(PoolerError(codes.PROTOCOL_VIOLATION, str(e)))
         except PoolerError as e:
             self._fail(e)
+        return 0
 
     # -- output ---------------------------------------------------------------------------
 
@@ -397,8 +422,12 @@ cdef class ClientCore:
 
     cdef int _flush(self) except -1:
         cdef WriteBuffer out = self.out
-        if len(out) and self.transport is not None:
-            self.transport.write(out.getvalue())
+        cdef object t = self.transport
+        if out._size and t is not None:
+            if type(t) is Conn:
+                (<Conn>t).send_ptr(out._buf, out._size)
+            else:
+                t.write(out.getvalue())
             out.reset()
         return 0
 
@@ -410,8 +439,8 @@ cdef class ClientCore:
 
     cdef int _flush_backend_c(self) except -1:
         cdef WriteBuffer buf = self.to_backend
-        if len(buf) and self.backend is not None:
-            self.backend._write(buf.getvalue())
+        if buf._size and self.backend is not None:
+            self.backend._write_buffer(buf)
         buf.reset()
         return 0
 

@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from multigres._cy.relay import Listener, Relay
 from multigres.pooler import backend as backend_mod
 from multigres.pooler import msgs
 from multigres.pooler.client import Client
@@ -111,7 +112,11 @@ class PoolerServer:
             self.tls_context = make_server_context(config.tls_cert, config.tls_key)
         self._next_id = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: asyncio.Server | None = None
+        # Plain TCP connections (clients and servers) run on the relay (pyx/relay.pyx); TLS
+        # ones on uvloop's transports.
+        self.relay: Relay | None = None
+        self._listener: Listener | None = None
+        self._listen_sock: socket.socket | None = None
         self._reaper: asyncio.Task[None] | None = None
         self.started_at = time.time()
         self.paused = False
@@ -181,6 +186,7 @@ class PoolerServer:
         fut = asyncio.ensure_future(backend_mod.connect(
             pool, cfg.pg_host, cfg.pg_port, self.credentials.server_login(pool.user), {},
             cfg.server_connect_timeout, tls_mode=cfg.server_tls, tls_ca=cfg.server_tls_ca,
+            relay=self.relay,
         ))
         fut.add_done_callback(self._track_backend)
         return fut
@@ -237,13 +243,15 @@ class PoolerServer:
         loop = asyncio.get_running_loop()
         if sock is None:
             sock = listen_socket(self.config.listen_host, self.config.listen_port)
-        self._server = await loop.create_server(self._new_client, sock=sock, backlog=4096)
+        self.relay = Relay(loop)
+        self._listen_sock = sock
+        self._listener = self.relay.listen(sock, self._new_client)
         self._reaper = loop.create_task(self._reap())
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._listen_sock is not None
+        return int(self._listen_sock.getsockname()[1])
 
     async def _reap(self) -> None:
         while True:
@@ -255,8 +263,8 @@ class PoolerServer:
             self.period.tick(self, self.config.stats_period)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         if self._reaper is not None:
             self._reaper.cancel()
         for client in list(self.clients.values()):
@@ -267,6 +275,8 @@ class PoolerServer:
                 b.close()
         for t in list(self._tasks):
             t.cancel()
+        if self.relay is not None:
+            self.relay.close()
 
     def pause(self) -> None:
         self.paused = True

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from typing import TYPE_CHECKING
 
 from multigres._cy.buffer import ProtocolError
+from multigres._cy.relay import Conn
 from multigres.pooler import msgs
 from multigres.pooler.client import ADMIN_DATABASES, AUTH, CLOSED, STARTUP, Client
 from multigres.pooler.errors import PoolerError
@@ -91,8 +93,18 @@ class StartupHandler:
             loop = asyncio.get_running_loop()
             assert client.transport is not None
             try:
-                new = await loop.start_tls(client.transport, client, ctx, server_side=True)
-            except (OSError, ConnectionError) as e:
+                transport = client.transport
+                if isinstance(transport, Conn):
+                    # A relay connection: TLS runs on uvloop's transports, hand it the socket.
+                    sock = socket.socket(fileno=transport.detach())
+                    try:
+                        transport, _ = await loop.connect_accepted_socket(lambda: client, sock)
+                    except BaseException:
+                        sock.close()  # (the detached relay connection's close does nothing)
+                        client.connection_lost(None)
+                        raise
+                new = await loop.start_tls(transport, client, ctx, server_side=True)
+            except (OSError, ConnectionError, RuntimeError) as e:
                 client.transport.close()
                 client.state = CLOSED
                 del e
