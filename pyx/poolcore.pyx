@@ -75,16 +75,22 @@ def monotonic_now():
 
 # -- the session-effect pre-filter ---------------------------------------------------------
 
-# Substrings one of which every statement with a session effect contains (compared without
-# case, ASCII only: SQL keywords are ASCII). multigres.sql.session has the same list for str.
-NEEDLES = (b"set", b"listen", b"prepare", b"deallocate", b"declare", b"close", b"temp",
-           b"advisory", b"discard", b"load", b"drop", b"savepoint", b"rollback", b"abort",
-           b"release", b"chain")
-DEF N_NEEDLES = 16
+# Words one of which every statement with a session effect contains (see _MAYBE in
+# multigres.sql.session, which this must never reject where _MAYBE matches): compared without
+# case (ASCII only: SQL keywords are ASCII), and only where a word starts (after a byte that
+# is not an ASCII letter: "pg_advisory_lock" and "pg_temp" have theirs after "_"), except the
+# last two, which _MAYBE looks for anywhere.
+NEEDLES = (b"set", b"reset", b"listen", b"unlisten", b"prepare", b"deallocate", b"declare",
+           b"close", b"temp", b"discard", b"load", b"drop", b"savepoint", b"rollback",
+           b"abort", b"release", b"chain", b"advisory", b"set_config")
+DEF N_NEEDLES = 19
+DEF N_WORD_NEEDLES = 17
 cdef const char *_needle[N_NEEDLES]
 cdef Py_ssize_t _needle_len[N_NEEDLES]
-# First letter -> bit mask of the needles that start with it.
+# First letter -> bit mask of the needles that start with it (all of them / those looked for
+# anywhere, not only where a word starts).
 cdef unsigned int _first[256]
+cdef unsigned int _first_anywhere[256]
 
 
 cdef _init_needles():
@@ -92,11 +98,14 @@ cdef _init_needles():
     cdef bytes n
     for i in range(256):
         _first[i] = 0
+        _first_anywhere[i] = 0
     for i in range(N_NEEDLES):
         n = NEEDLES[i]
         _needle[i] = PyBytes_AS_STRING(n)  # NEEDLES keeps the bytes alive
         _needle_len[i] = PyBytes_GET_SIZE(n)
         _first[<unsigned char>_needle[i][0]] |= 1u << i
+        if i >= N_WORD_NEEDLES:
+            _first_anywhere[<unsigned char>_needle[i][0]] |= 1u << i
 
 
 _init_needles()
@@ -108,12 +117,19 @@ cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
     return c
 
 
+cdef inline bint _is_letter(unsigned char c) noexcept nogil:
+    return (c >= 65 and c <= 90) or (c >= 97 and c <= 122)
+
+
 cdef bint may_have_effects_c(const char *p, Py_ssize_t n) noexcept nogil:
     """Could this SQL text have a session effect? False means certainly not."""
     cdef Py_ssize_t i, j, k, m
     cdef unsigned int mask
     for i in range(n):
-        mask = _first[_lower(<unsigned char>p[i])]
+        if i > 0 and _is_letter(<unsigned char>p[i - 1]):
+            mask = _first_anywhere[_lower(<unsigned char>p[i])]
+        else:
+            mask = _first[_lower(<unsigned char>p[i])]
         if not mask:
             continue
         for j in range(N_NEEDLES):
@@ -134,12 +150,10 @@ def may_have_effects_bytes(bytes sql):
     return may_have_effects_c(PyBytes_AS_STRING(sql), PyBytes_GET_SIZE(sql))
 
 
-cdef list _query_effects(bytes msg):
-    """Session effects of a Query message (type, length, text, NUL)."""
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(msg)
-    if n <= 6 or not may_have_effects_c(PyBytes_AS_STRING(msg) + 5, n - 6):
-        return _NO_EFFECTS
-    return session_effects(msg[5:n - 1].decode("utf-8", "replace"))
+cdef inline bint _pinned(object s) except -1:
+    """SessionState.pinned, without a Python frame."""
+    return bool(s.listening or s.temp_objects or s.advisory_locks or s.sql_prepared
+                or s.held_cursors or s.untracked)
 
 
 # -- latency histograms ------------------------------------------------------------------------
@@ -334,6 +348,8 @@ cdef class BackendCore(FastProtocol):
         cdef ReadBuffer rb = self.rbuf
         cdef WriteBuffer out
         cdef int t
+        cdef Py_ssize_t n
+        cdef const char *p
         if client is None:
             # Answers nobody waits for (a client left): keep the state, drop the bytes.
             self._drain_unlinked()
@@ -352,7 +368,8 @@ cdef class BackendCore(FastProtocol):
                 self.copy = False
                 if self.dropping:
                     self._dropped()
-                out.write_raw(rb.message_bytes())
+                p = rb.message_ptr(&n)
+                out.write_cbytes(p, n)
                 client._on_ready_for_query(self, self.tx_status)
                 if self.client is not client or self.injecting:
                     # Released to the pool: what follows (nothing, normally) is not theirs;
@@ -503,19 +520,26 @@ cdef class ClientCore(FastProtocol):
 
     cdef int _handle_query(self, BackendCore backend) except -1:
         cdef bytes msg
-        cdef list effects
+        cdef list effects = _NO_EFFECTS
+        cdef Py_ssize_t n
+        cdef const char *p
         self._mark_busy_c()
-        msg = self.rbuf.message_bytes()
-        effects = _query_effects(msg)
-        if effects and effects[0].kind is _DEALLOCATE:
-            sql = self._deallocate_sql(backend, effects)
-            if sql is not None:
-                msg = msgs.query(sql)
+        p = self.rbuf.message_ptr(&n)
+        if n > 6 and may_have_effects_c(p + 5, n - 6):
+            msg = self.rbuf.message_bytes()
+            effects = session_effects(msg[5:n - 1].decode("utf-8", "replace"))
+            if effects and effects[0].kind is _DEALLOCATE:
+                sql = self._deallocate_sql(backend, effects)
+                if sql is not None:
+                    msg = msgs.query(sql)
+            self.to_backend.write_raw(msg)
+        else:
+            # Forwarded as received, from the read buffer.
+            self.to_backend.write_cbytes(p, n)
         self.inflight.append(effects)
         backend.pending += 1
         backend.syncs_sent += 1
         self.queries += 1
-        self.to_backend.write_raw(msg)
         if self._query_timer is None and self.server.config.query_timeout > 0:
             self._start_query_timer()
         return 0
@@ -625,7 +649,7 @@ cdef class ClientCore(FastProtocol):
 
     cdef int _maybe_release_c(self, BackendCore backend) except -1:
         if (self.backend is backend and backend._is_idle() and not self.in_batch
-                and not self.session.pinned):
+                and not _pinned(self.session)):
             self.backend = None
             backend.client = None
             if backend._reading_paused:

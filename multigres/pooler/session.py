@@ -142,6 +142,7 @@ class SessionState:
 
     @property
     def pinned(self) -> bool:
+        # (pyx/poolcore.pyx's _pinned reads the same fields, on the per-transaction path.)
         return bool(self.listening or self.temp_objects or self.advisory_locks
                     or self.sql_prepared or self.held_cursors or self.untracked)
 
