@@ -41,6 +41,10 @@ cdef enum:
     C_CLOSED = 4
 
 cdef enum:
+    # What a client waiting for a backend may send before the pooler stops reading from it.
+    WAIT_BUFFER_LIMIT = 256 * 1024
+
+cdef enum:
     M_Q = 81   # 'Q'
     M_S = 83   # 'S' (Sync from clients, ParameterStatus from servers)
     M_H = 72   # 'H'
@@ -75,15 +79,19 @@ def monotonic_now():
 
 # -- the session-effect pre-filter ---------------------------------------------------------
 
-# Words one of which every statement with a session effect contains (see _MAYBE in
-# multigres.sql.session, which this must never reject where _MAYBE matches): compared without
-# case (ASCII only: SQL keywords are ASCII), and only where a word starts (after a byte that
-# is not an ASCII letter: "pg_advisory_lock" and "pg_temp" have theirs after "_"), except the
-# last two, which _MAYBE looks for anywhere.
+# Words one of which every statement with a session effect contains: the pre-filter must say
+# yes wherever multigres.sql.session.session_effects finds an effect (tests/unit/pooler/
+# test_poolcore_prefilter.py checks it). Compared without case (ASCII only: SQL keywords are
+# ASCII), and only where a word starts (after a byte that is not an ASCII letter:
+# "pg_advisory_lock" and "pg_temp" have theirs after "_"). The first N_STATEMENT_NEEDLES take
+# effect only as a statement's first word (session_effects looks at nothing else for them), so
+# they count only where a statement may start: at the start, after ";", or after a newline or
+# a "/" (the end of a comment), with blanks between. The last two are looked for anywhere.
 NEEDLES = (b"set", b"reset", b"listen", b"unlisten", b"prepare", b"deallocate", b"declare",
-           b"close", b"temp", b"discard", b"load", b"drop", b"savepoint", b"rollback",
-           b"abort", b"release", b"chain", b"advisory", b"set_config")
+           b"close", b"discard", b"load", b"drop", b"savepoint", b"rollback", b"abort",
+           b"release", b"temp", b"chain", b"advisory", b"set_config")
 DEF N_NEEDLES = 19
+DEF N_STATEMENT_NEEDLES = 15
 DEF N_WORD_NEEDLES = 17
 cdef const char *_needle[N_NEEDLES]
 cdef Py_ssize_t _needle_len[N_NEEDLES]
@@ -91,6 +99,7 @@ cdef Py_ssize_t _needle_len[N_NEEDLES]
 # anywhere, not only where a word starts).
 cdef unsigned int _first[256]
 cdef unsigned int _first_anywhere[256]
+cdef unsigned int _statement_only = (1u << N_STATEMENT_NEEDLES) - 1
 
 
 cdef _init_needles():
@@ -121,6 +130,19 @@ cdef inline bint _is_letter(unsigned char c) noexcept nogil:
     return (c >= 65 and c <= 90) or (c >= 97 and c <= 122)
 
 
+cdef bint _may_start_statement(const char *p, Py_ssize_t i) noexcept nogil:
+    """Could a statement start at p[i] (only blanks back to the start, a ";", a newline or a
+    comment's closing "/")?"""
+    cdef unsigned char c
+    while i > 0:
+        i -= 1
+        c = <unsigned char>p[i]
+        if c == 32 or c == 9 or c == 13 or c == 11 or c == 12:
+            continue
+        return c == 59 or c == 10 or c == 47  # ; newline /
+    return True
+
+
 cdef bint may_have_effects_c(const char *p, Py_ssize_t n) noexcept nogil:
     """Could this SQL text have a session effect? False means certainly not."""
     cdef Py_ssize_t i, j, k, m
@@ -130,6 +152,8 @@ cdef bint may_have_effects_c(const char *p, Py_ssize_t n) noexcept nogil:
             mask = _first_anywhere[_lower(<unsigned char>p[i])]
         else:
             mask = _first[_lower(<unsigned char>p[i])]
+            if mask & _statement_only and not _may_start_statement(p, i):
+                mask &= ~_statement_only
         if not mask:
             continue
         for j in range(N_NEEDLES):
@@ -197,6 +221,10 @@ cdef class Histogram:
 
 # -- the pool ------------------------------------------------------------------------------------
 
+cdef class ClientCore
+cdef class BackendCore
+
+
 cdef class PoolCore:
     """Checkout and return of a pool's backends (the rest is in pool.py)."""
 
@@ -207,7 +235,9 @@ cdef class PoolCore:
     cdef public dict idle  # insertion-ordered set, most recently used last
     cdef public set active
     cdef public Py_ssize_t connecting
-    cdef public object waiters  # deque of (waiter, loop time it began to wait)
+    cdef public object waiters  # deque of (waiter, when it began to wait: time.monotonic())
+    # One timer for all the waits, armed for the earliest deadline (pool.py).
+    cdef public object _wait_timer
     cdef public bint paused
     cdef public Py_ssize_t total_waits, connect_errors
     cdef public double total_wait_time, max_wait
@@ -236,8 +266,21 @@ cdef class PoolCore:
                 backend, _ = self.idle.popitem()
             self.active.add(backend)
             return backend
-        self._enqueue(waiter)
+        self._enqueue_c(waiter)
         return None
+
+    def _enqueue(self, waiter):
+        self._enqueue_c(waiter)
+
+    cdef int _enqueue_c(self, object waiter) except -1:
+        """No idle backend for ``waiter``: it waits, in FIFO order."""
+        self.waiters.append((waiter, _now()))
+        self.total_waits += 1
+        if self.wait_timeout > 0 and self._wait_timer is None:
+            self._arm_wait_timer()
+        if not self.paused and len(self.idle) + len(self.active) + self.connecting < self.size:
+            self._grow()
+        return 0
 
     cdef int _release(self, BackendCore backend) except -1:
         if backend.cancels_in_flight and not backend.closed:
@@ -262,7 +305,10 @@ cdef class PoolCore:
             waiter, _ = self.waiters.popleft()
             backend, _ = self.idle.popitem()
             self.active.add(backend)
-            waiter.on_backend(backend)
+            if isinstance(waiter, ClientCore):
+                (<ClientCore>waiter)._on_backend(backend)
+            else:
+                waiter.on_backend(backend)
         return 0
 
 
@@ -410,7 +456,7 @@ cdef class ClientCore(FastProtocol):
     cdef public Py_ssize_t queries, transactions, bytes_in
     cdef public double xact_time, query_time, _tx_start, _query_start, _wait_start
     # The server's latency histograms (server.meters), looked up once.
-    cdef Histogram _query_latency, _tx_latency
+    cdef Histogram _query_latency, _tx_latency, _pool_wait
 
     def data_received(self, bytes data):
         self._on_data(data)
@@ -422,6 +468,9 @@ cdef class ClientCore(FastProtocol):
         self.bytes_in += len(data)
         try:
             self.rbuf.feed_data(data)
+            if self.waiting and self.rbuf.buffered() > WAIT_BUFFER_LIMIT:
+                # Waiting for a backend and sending on: leave the rest in the kernel.
+                self.pause_reading()
             if self.state == C_READY:
                 self._process_c()
             elif self.state == C_STARTUP or self.state == C_AUTH:
@@ -569,11 +618,47 @@ cdef class ClientCore(FastProtocol):
             return False
         backend = self.pool._acquire(self, self.last_backend)
         if backend is None:
+            # (Reading goes on: what comes meanwhile is buffered, up to WAIT_BUFFER_LIMIT.)
             self.waiting = True
             self._wait_start = _now()
-            self.pause_reading()
             return False
         return self._link_c(backend)
+
+    def on_backend(self, BackendCore backend):
+        """The pool hands over a backend this client waited for."""
+        self._on_backend(backend)
+
+    cdef int _on_backend(self, BackendCore backend) except -1:
+        self.waiting = False
+        self._waited_c()
+        if self._reading_paused:
+            self.resume_reading()
+        if self.state == C_CLOSED:
+            self.pool._release(backend)
+            return 0
+        if self._link_c(backend):
+            if self.state == C_READY:
+                self._process_c()
+            else:
+                self._resume()
+        return 0
+
+    def _waited(self):
+        self._waited_c()
+
+    cdef int _waited_c(self) except -1:
+        cdef double waited
+        if self._wait_start:
+            waited = _now() - self._wait_start
+            self._wait_start = 0.0
+            if self._pool_wait is None:
+                self._pool_wait = self.server.meters.pool_wait
+            self._pool_wait.observe(waited)
+            if self.pool is not None:
+                self.pool.total_wait_time += waited
+                if waited > self.pool.max_wait:
+                    self.pool.max_wait = waited
+        return 0
 
     def _link(self, BackendCore backend):
         return self._link_c(backend)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import struct
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
@@ -237,18 +236,6 @@ class Client(ClientCore, asyncio.Protocol):
 
     # -- getting a backend ---------------------------------------------------------------------
 
-    def on_backend(self, backend: Backend) -> None:
-        """The pool hands over a backend this client waited for."""
-        self.waiting = False
-        self._waited()
-        self.resume_reading()
-        if self.state == CLOSED:
-            assert self.pool is not None
-            self.pool.release(backend)
-            return
-        if self._link(backend):
-            self._resume()
-
     def on_backend_error(self, error: PoolerError) -> None:
         self.waiting = False
         self._waited()
@@ -265,15 +252,6 @@ class Client(ClientCore, asyncio.Protocol):
         else:
             self._skipping = True
         self._process()
-
-    def _waited(self) -> None:
-        if self._wait_start:
-            waited = time.monotonic() - self._wait_start
-            self._wait_start = 0.0
-            self.server.meters.observe_wait(waited)
-            if self.pool is not None:
-                self.pool.total_wait_time += waited
-                self.pool.max_wait = max(self.pool.max_wait, waited)
 
     def _rfq(self) -> bytes:
         """ReadyForQuery for a client that holds no backend."""

@@ -9,6 +9,7 @@ Clients that find no idle backend wait in FIFO order, each with its own deadline
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -53,7 +54,7 @@ class Pool(PoolCore):
         self.idle: dict[Backend, None] = {}  # insertion-ordered set, MRU last
         self.active: set[Backend] = set()
         self.connecting = 0
-        # Waiting clients and when each began to wait (loop time).
+        # Waiting clients and when each began to wait (time.monotonic()).
         self.waiters: deque[tuple[Waiter, float]] = deque()
         self._wait_timer: asyncio.TimerHandle | None = None
         self.paused = False
@@ -69,17 +70,14 @@ class Pool(PoolCore):
 
     # -- checkout ---------------------------------------------------------------------------
 
-    def _enqueue(self, waiter: Waiter) -> None:
-        """No idle backend for ``waiter`` (core.acquire): it waits, in FIFO order.
-
-        The waits share one timer, armed for the earliest deadline (a timer per wait would
+    def _arm_wait_timer(self) -> None:
+        """The waits share one timer, armed for the earliest deadline (a timer per wait would
         cost a heap insert and a cancel on every checkout of a busy pool)."""
-        loop = asyncio.get_running_loop()
-        self.waiters.append((waiter, loop.time()))
-        self.total_waits += 1
-        if self.wait_timeout > 0 and self._wait_timer is None:
-            self._wait_timer = loop.call_at(loop.time() + self.wait_timeout, self._wait_expired)
-        self._grow()
+        if not self.waiters or self.wait_timeout <= 0:
+            return
+        first = min(t for _, t in self.waiters)
+        delay = max(0.0, first + self.wait_timeout - time.monotonic())
+        self._wait_timer = asyncio.get_running_loop().call_later(delay, self._wait_expired)
 
     def cancel_wait(self, waiter: Waiter) -> None:
         for i, (w, _) in enumerate(self.waiters):
@@ -90,17 +88,14 @@ class Pool(PoolCore):
     def _wait_expired(self) -> None:
         """Fail the waits past the wait timeout; arm the timer for the next deadline."""
         self._wait_timer = None
-        loop = asyncio.get_running_loop()
         timeout = self.wait_timeout
         if timeout <= 0:
             return
-        now = loop.time()
+        now = time.monotonic()
         expired = [w for w, started in self.waiters if started + timeout <= now]
         if expired:
             self.waiters = deque((w, t) for w, t in self.waiters if t + timeout > now)
-        if self.waiters:
-            first = min(t for _, t in self.waiters)
-            self._wait_timer = loop.call_at(first + timeout, self._wait_expired)
+        self._arm_wait_timer()
         for waiter in expired:
             waiter.on_backend_error(
                 PoolerError(

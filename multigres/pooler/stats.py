@@ -35,7 +35,7 @@ def _wall(mono: float, now_wall: float, now_mono: float) -> float:
 
 
 def _wait_starts(server: PoolerServer) -> dict[int, float]:
-    """id(waiting client) -> when it started waiting (loop time)."""
+    """id(waiting client) -> when it started waiting (time.monotonic())."""
     out: dict[int, float] = {}
     for pool in server.pools.values():
         for waiter, started in pool.waiters:
@@ -156,12 +156,8 @@ def process_snapshot(server: PoolerServer, detail: bool = False) -> dict[str, An
 
 
 def _loop_time() -> float:
-    import asyncio
-
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()
+    # The clock of the pool's wait starts (poolcore.PoolCore._enqueue_c).
+    return time.monotonic()
 
 
 def _client_state(c: Any) -> str:
