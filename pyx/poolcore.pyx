@@ -451,6 +451,10 @@ cdef class ClientCore(FastProtocol):
     cdef public bint _probe_wanted
     cdef public int _inject_kind
     cdef public bint query_failed, in_batch, _skipping, lost_tx, _fake_rollback
+    # The session may pin its backend (effects applied since the last check found nothing);
+    # the open transaction has effects or failed (self.tx is not empty). Both spare a look at
+    # the Python objects on every ReadyForQuery.
+    cdef public bint _pin_check, _tx_dirty
     cdef public bint _have_current, _reading_paused, _writing_paused
     cdef public object _idle_tx_timer, _query_timer
     cdef public Py_ssize_t queries, transactions, bytes_in
@@ -671,10 +675,17 @@ cdef class ClientCore(FastProtocol):
         self.backend = backend
         self.last_backend = backend
         cdef tuple synced = backend.synced_with
-        if (synced is None or len(synced) != 2 or synced[0] != self.id
-                or synced[1] != self.session.version):
-            return self._sync_settings(backend)
-        return True
+        session = self.session
+        version = session.version
+        if (synced is not None and len(synced) == 2 and synced[0] == self.id
+                and synced[1] == version):
+            return True
+        if backend.settings == session.settings:
+            # Another client's backend with the same settings (the common case: clients of
+            # one application): nothing to set (settings_diff would find nothing).
+            backend.synced_with = (self.id, version)
+            return True
+        return self._sync_settings(backend)
 
     # -- events from the backend ---------------------------------------------------------------
 
@@ -706,9 +717,11 @@ cdef class ClientCore(FastProtocol):
                 self._tx_start = 0.0
         if status == ST_I:
             self.transactions += 1
-        tx = self.tx
-        if effects or tx.pending or tx.failed:
+        if effects or self._tx_dirty:
+            self._pin_check = True
             self._account(backend, status, effects, failed)
+            tx = self.tx
+            self._tx_dirty = bool(tx.pending or tx.failed)
         if self.state == C_LOGIN or self.backend is not backend:
             return 0
         if (backend.pending == 0 and not self.in_batch and status != ST_E
@@ -733,11 +746,15 @@ cdef class ClientCore(FastProtocol):
         self._maybe_release_c(backend)
 
     cdef int _maybe_release_c(self, BackendCore backend) except -1:
-        if (self.backend is backend and backend._is_idle() and not self.in_batch
-                and not _pinned(self.session)):
-            self.backend = None
-            backend.client = None
-            if backend._reading_paused:
-                backend.resume_reading()
-            self.pool._release(backend)
+        if self.backend is not backend or not backend._is_idle() or self.in_batch:
+            return 0
+        if self._pin_check:
+            if _pinned(self.session):
+                return 0
+            self._pin_check = False
+        self.backend = None
+        backend.client = None
+        if backend._reading_paused:
+            backend.resume_reading()
+        self.pool._release(backend)
         return 0

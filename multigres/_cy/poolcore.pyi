@@ -121,6 +121,8 @@ class ClientCore:
     _skipping: bool
     lost_tx: bool
     _fake_rollback: bool
+    _pin_check: bool
+    _tx_dirty: bool
     _have_current: bool
     _reading_paused: bool
     _writing_paused: bool

@@ -90,6 +90,8 @@ class Client(ClientCore, asyncio.Protocol):
         self.database = ""
         self.params: dict[str, str] = {}
         self.session = SessionState(base={})
+        self._pin_check = True
+        self._tx_dirty = False
         self.pool: Pool | None = None
         self.backend: Backend | None = None
         self.last_backend: Backend | None = None
@@ -211,6 +213,7 @@ class Client(ClientCore, asyncio.Protocol):
         """Authenticated: take a backend to learn the server's parameters, then be ready."""
         self.user, self.database, self.params = user, database, params
         self.session = SessionState(base=startup_settings(params))
+        self._pin_check = True
         self.pool = self.server.pool_for(user, database)
         self.state = LOGIN
         self.send(msgs.AUTH_OK)
@@ -562,6 +565,7 @@ class Client(ClientCore, asyncio.Protocol):
             if backend.inject_rows:
                 row = backend.inject_rows[-1]
                 self.session.apply_probe([int(v or 0) for v in row])
+                self._pin_check = True
         self._settle(backend)
         self._resume()
 
@@ -597,6 +601,7 @@ class Client(ClientCore, asyncio.Protocol):
         busy = pending > 0 or self.in_batch
         self.inflight.clear()
         self.tx = Transaction()
+        self._tx_dirty = False
         self.statements = {k: v for k, v in self.statements.items() if k}
         if not (in_tx or busy):
             return  # nothing was lost: the next statement takes another backend
