@@ -51,9 +51,13 @@ cdef class Relay:
         # never points at a freed Conn (or at a new Conn allocated at the same address).
         bint _in_batch
         list _graveyard
+        # Conns whose writes were held back during the batch (Conn.defer_writes), sent when it
+        # ends: back to back, so that a peer woken by the first finds the others ready too.
+        list _deferred_conns
 
     cdef Conn _adopt_fd(self, int fd, object protocol, bint nonblocking)
     cdef int _forget(self, Conn conn) except -1
+    cdef int _send_deferred(self) except -1
 
 
 @cython.final
@@ -62,6 +66,9 @@ cdef class Conn:
         readonly int fd
         public object protocol
         readonly bint closing
+        # Writes made while the relay handles a batch of events wait for the batch's end.
+        public bint defer_writes
+        bint _deferred
         Relay _relay
         # The epoll interest currently registered: 0 means not registered at all (a connection
         # with nothing to wait for is removed, so an EPOLLHUP it cannot act on does not spin).

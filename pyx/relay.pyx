@@ -189,6 +189,7 @@ cdef class Relay:
         self._conns = {}
         self._listeners = set()
         self._graveyard = []
+        self._deferred_conns = []
         self._rbuf = <char *>PyMem_Malloc(RELAY_READ_BUFFER_SIZE)
         if self._rbuf == NULL:
             raise MemoryError()
@@ -370,8 +371,24 @@ cdef class Relay:
                     conn._fatal_error(exc, "Fatal error in relay event handling")
         finally:
             self._in_batch = False
+            if self._deferred_conns:
+                self._send_deferred()
             if self._graveyard:
                 self._graveyard.clear()
+
+    cdef int _send_deferred(self) except -1:
+        cdef list conns = self._deferred_conns
+        cdef Conn conn
+        self._deferred_conns = []
+        for conn in conns:
+            conn._deferred = False
+            if conn.fd < 0 or conn._out_end == conn._out_start or conn._mask & EPOLLOUT:
+                continue
+            try:
+                conn._write_ready()
+            except Exception as exc:
+                conn._fatal_error(exc, "Fatal error in relay event handling")
+        return 0
 
 
 @cython.final
@@ -416,6 +433,13 @@ cdef class Conn:
         if self._write_eof:
             raise RuntimeError("Cannot call write() after write_eof()")
         if self.closing or n <= 0:
+            return 0
+        if self.defer_writes and self._relay._in_batch:
+            self._append_output(data, n)
+            if not self._deferred:
+                self._deferred = True
+                self._relay._deferred_conns.append(self)
+            self._maybe_pause_protocol()
             return 0
         if self._out_end == self._out_start:
             # Nothing queued: send now. A reply or a forwarded run of messages almost always
