@@ -791,3 +791,71 @@ async def test_many_concurrent_echo_clients_get_every_byte_back() -> None:
         address = lsock.getsockname()
         await asyncio.gather(*(client(address, rng.randrange(1 << 30)) for _ in range(50)))
         await until(lambda: relay.connections == 0)
+
+
+# Deferred writes -------------------------------------------------------------------------------
+
+
+class _Fanout(asyncio.Protocol):
+    """On data, writes it to every connection in ``outs`` (all on the same relay)."""
+
+    def __init__(self, outs: list[Conn], seen: list[int]) -> None:
+        self.outs = outs
+        self.seen = seen
+
+    def data_received(self, data: bytes) -> None:
+        for out in self.outs:
+            # Inside the relay's batch: a deferring connection has not sent anything yet.
+            self.seen.append(out.get_write_buffer_size())
+            out.write(data)
+            self.seen.append(out.get_write_buffer_size())
+
+
+async def test_deferred_writes_go_out_when_the_batch_ends() -> None:
+    with open_relay() as relay:
+        ours_in, peer_in = tcp_pair()
+        outs: list[Conn] = []
+        peers: list[socket.socket] = []
+        for defer in (True, False):
+            ours, peer = tcp_pair()
+            conn = relay.adopt(ours, Recorder())
+            conn.defer_writes = defer
+            outs.append(conn)
+            peers.append(peer)
+        seen: list[int] = []
+        relay.adopt(ours_in, _Fanout(outs, seen))
+        peer_in.send(b"hello")
+        # Both peers get the bytes; the deferring one only after the batch.
+        assert await read_exactly(peers[0], 5) == b"hello"
+        assert await read_exactly(peers[1], 5) == b"hello"
+        # (deferring: 0 then 5 pending; direct: 0 then 0)
+        assert seen == [0, 5, 0, 0]
+        assert outs[0].get_write_buffer_size() == 0
+        # Outside a batch (here: from the test), a deferring connection sends at once.
+        outs[0].write(b"now")
+        assert outs[0].get_write_buffer_size() == 0
+        assert await read_exactly(peers[0], 3) == b"now"
+        for s in (peer_in, *peers):
+            s.close()
+
+
+class _WriteThenClose(asyncio.Protocol):
+    def __init__(self, out: Conn) -> None:
+        self.out = out
+
+    def data_received(self, data: bytes) -> None:
+        self.out.write(data)
+        self.out.close()
+
+
+async def test_close_in_a_batch_sends_the_deferred_writes_first() -> None:
+    with open_relay() as relay:
+        ours_in, peer_in = tcp_pair()
+        ours, peer = tcp_pair()
+        out = relay.adopt(ours, Recorder())
+        out.defer_writes = True
+        relay.adopt(ours_in, _WriteThenClose(out))
+        peer_in.send(b"last words")
+        assert await read_to_eof(peer) == b"last words"
+        peer_in.close()
+        peer.close()
