@@ -222,10 +222,12 @@ class Client(ClientCore, asyncio.Protocol):
         self.pool = self.server.pool_for(user, database)
         self.state = LOGIN
         self.send(msgs.AUTH_OK)
-        self.flush()
         if self._want_backend():
+            # AuthenticationOk, the parameters, BackendKeyData and ReadyForQuery in one write.
             assert self.backend is not None
             self._finish_login(self.backend)
+        else:
+            self.flush()
 
     def _finish_login(self, backend: Backend) -> None:
         for name, value in backend.params.items():

@@ -37,6 +37,17 @@ class Credentials:
             self.userlist = load_userlist(self.config.userlist)
         self._cache.clear()
 
+    def cached(self, user: str) -> tuple[bool, Credential | None]:
+        """(True, the secret) when ``lookup`` would answer without asking Postgres."""
+        if user in self.userlist:
+            return True, self.userlist[user]
+        if not self.config.auth_query:
+            return True, None
+        hit = self._cache.get(user)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return True, hit[1]
+        return False, None
+
     async def lookup(self, user: str) -> Credential | None:
         """The stored secret of ``user`` (None: no such user, which fails like a wrong
         password)."""

@@ -50,12 +50,23 @@ def error_response(
 
 
 def parameter_status(name: str, value: str) -> bytes:
-    buf = WriteBuffer()
-    buf.start_message(ord("S"))
-    buf.write_str(name)
-    buf.write_str(value)
-    buf.end_message()
-    return buf.getvalue()
+    """ParameterStatus (built once per name and value: every login sends a dozen)."""
+    key = (name, value)
+    msg = _parameter_status_cache.get(key)
+    if msg is None:
+        buf = WriteBuffer()
+        buf.start_message(ord("S"))
+        buf.write_str(name)
+        buf.write_str(value)
+        buf.end_message()
+        msg = buf.getvalue()
+        if len(_parameter_status_cache) >= 4096:
+            _parameter_status_cache.clear()
+        _parameter_status_cache[key] = msg
+    return msg
+
+
+_parameter_status_cache: dict[tuple[str, str], bytes] = {}
 
 
 def backend_key_data(pid: int, key: int) -> bytes:

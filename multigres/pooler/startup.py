@@ -20,7 +20,13 @@ from multigres.pooler import msgs
 from multigres.pooler.client import ADMIN_DATABASES, AUTH, CLOSED, STARTUP, Client
 from multigres.pooler.errors import PoolerError
 from multigres.wire import sqlstate as codes
-from multigres.wire.auth import AuthExchange, AuthMethod, AuthRequest, ScramPassThrough
+from multigres.wire.auth import (
+    AuthExchange,
+    AuthMethod,
+    AuthRequest,
+    Credential,
+    ScramPassThrough,
+)
 from multigres.wire.auth_errors import AuthFailed
 
 log = logging.getLogger("multigres.pooler")
@@ -152,12 +158,18 @@ class StartupHandler:
         method = AuthMethod.parse(server.config.auth)
         if database in ADMIN_DATABASES and method is AuthMethod.TRUST:
             method = AuthMethod.TRUST
+        if method is AuthMethod.TRUST:
+            self._begin_auth(client, method, user, None)
+            return
+        known, cred = server.credentials.cached(user)
+        if known:
+            self._begin_auth(client, method, user, cred)
+            return
         client._busy = True  # type: ignore[attr-defined]
 
         async def lookup() -> None:
             try:
-                cred = await server.credentials.lookup(user) if method is not AuthMethod.TRUST \
-                    else None
+                cred = await server.credentials.lookup(user)
             except PoolerError as e:
                 client.fatal(e)
                 return
@@ -171,15 +183,18 @@ class StartupHandler:
             client._busy = False  # type: ignore[attr-defined]
             if client.state == CLOSED:
                 return
-            client._auth = AuthExchange(method, user, cred)
-            try:
-                self._send_requests(client, client._auth.start())
-            except (AuthFailed, PoolerError) as e:
-                self._auth_failed(client, e)
-                return
+            self._begin_auth(client, method, user, cred)
             self._go_on(client)
 
         server.spawn(lookup())
+
+    def _begin_auth(self, client: Client, method: AuthMethod, user: str,
+                    cred: Credential | None) -> None:
+        client._auth = AuthExchange(method, user, cred)
+        try:
+            self._send_requests(client, client._auth.start())
+        except (AuthFailed, PoolerError) as e:
+            self._auth_failed(client, e)
 
     def _go_on(self, client: Client) -> None:
         """Handle what the client sent while the pooler waited (in a task, not in
