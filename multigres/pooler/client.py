@@ -31,7 +31,6 @@ What a client learns about "its" backend, and the limits pooling puts on it:
 from __future__ import annotations
 
 import asyncio
-import secrets
 import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
@@ -56,6 +55,7 @@ from multigres.pooler.session import (
 )
 from multigres.sql.session import TRANSACTIONAL, TX_CONTROL, Effect, Kind, session_effects
 from multigres.wire import sqlstate as codes
+from multigres.wire.randpool import random_bits
 
 if TYPE_CHECKING:
     from multigres.pooler.pool import Pool
@@ -98,7 +98,7 @@ class Client(ClientCore, asyncio.Protocol):
         self.last_backend: Backend | None = None
         self.waiting = False
         self.virtual_pid = 0
-        self.cancel_key = secrets.randbits(31)
+        self.cancel_key = random_bits(31)
         # Parameter values this client has been told (ParameterStatus).
         self.reported: dict[str, str] = {}
         # client statement name -> (server name, Parse message under the server name, effects)

@@ -38,6 +38,7 @@ from multigres.wire.auth_errors import (
     AuthProtocolError,
     password_failed,
 )
+from multigres.wire.randpool import random_bytes
 
 SCRAM_SHA_256 = "SCRAM-SHA-256"
 SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS"
@@ -130,7 +131,7 @@ def saslprep(password: str | bytes) -> bytes:
 
 
 def _hmac(key: bytes, msg: bytes) -> bytes:
-    return hmac.new(key, msg, hashlib.sha256).digest()
+    return hmac.digest(key, msg, "sha256")
 
 
 def _h(data: bytes) -> bytes:
@@ -346,7 +347,7 @@ class ScramServer:
             self.verifier = secret
         else:
             self.verifier = make_verifier(secret)
-        self._server_nonce_part = nonce or _b64(secrets.token_bytes(NONCE_LENGTH))
+        self._server_nonce_part = nonce or _b64(random_bytes(NONCE_LENGTH))
         self._state = "client-first"
         self._gs2_header = ""
         self._binds = False
@@ -546,7 +547,7 @@ class ScramClient:
             self._gs2_header = "y,,"
         else:
             self._gs2_header = "n,,"
-        self._client_nonce = nonce or _b64(secrets.token_bytes(NONCE_LENGTH))
+        self._client_nonce = nonce or _b64(random_bytes(NONCE_LENGTH))
         _check_nonce(self._client_nonce)
         self._client_first_bare = f"n={_escape_saslname(username)},r={self._client_nonce}"
         self._known_client_key: bytes | None = None
