@@ -51,6 +51,8 @@ cdef enum:
     M_X = 88   # 'X'
     M_F = 70   # 'F'
     M_Z = 90   # 'Z'
+    M_B = 66   # 'B'
+    M_E = 69   # 'E'
     M_COPY_DONE = 99  # 'c'
     ST_I = 73  # 'I'
     ST_E = 69  # 'E'
@@ -447,6 +449,10 @@ cdef class ClientCore(FastProtocol):
     cdef public BackendCore backend, last_backend
     cdef public bint waiting
     cdef public object inflight
+    # Protocol-level prepared statements (client name -> (server name, Parse, effects)), the
+    # effects of each portal's statement, and of the extended batch up to its Sync.
+    cdef public dict statements, portal_effects
+    cdef public list batch_effects
     cdef public object _fixups
     cdef public bint _probe_wanted
     cdef public int _inject_kind
@@ -565,6 +571,12 @@ cdef class ClientCore(FastProtocol):
             self._have_current = False
             if t == M_Q:
                 self._handle_query(backend)
+            elif t == M_B:
+                self._handle_bind(backend)
+            elif t == M_E:
+                self._handle_execute(backend)
+            elif t == M_S:
+                self._handle_sync(backend)
             else:
                 self._handle_other(t, backend)
         self._flush_backend_c()
@@ -595,6 +607,72 @@ cdef class ClientCore(FastProtocol):
         self.queries += 1
         if self._query_timer is None and self.server.config.query_timeout > 0:
             self._start_query_timer()
+        return 0
+
+    cdef int _handle_bind(self, BackendCore backend) except -1:
+        """Bind: to a named statement, by its server name (prepared there first if needed)."""
+        cdef ReadBuffer rb = self.rbuf
+        cdef WriteBuffer out = self.to_backend
+        cdef Py_ssize_t n
+        cdef const char *p
+        cdef const char *rest
+        cdef Py_ssize_t rest_len
+        self._mark_busy_c()
+        self.in_batch = True
+        p = rb.message_ptr(&n)
+        portal = rb.read_cstr()
+        stmt = rb.read_cstr()
+        entry = self.statements.get(stmt)
+        self.portal_effects[portal] = (<tuple>entry)[2] if entry is not None else _NO_EFFECTS
+        if not stmt or entry is None:
+            # Unnamed, or unknown (Postgres will say it does not exist, by this name).
+            out.write_cbytes(p, n)
+            return 0
+        sname = (<tuple>entry)[0]
+        if sname not in backend.prepared:
+            self._ensure_prepared(backend, entry)
+        # The rest of the message (parameters, formats) is copied as it is.
+        rest_len = 5 + len(<bytes>portal) + 1 + len(<bytes>stmt) + 1
+        rest = p + rest_len
+        rest_len = n - rest_len
+        out.start_message(M_B)
+        out.write_bytes(portal)
+        out.write_byte(0)
+        out.write_bytes((<str>sname).encode())
+        out.write_byte(0)
+        out.write_cbytes(rest, rest_len)
+        out.end_message()
+        return 0
+
+    cdef int _handle_execute(self, BackendCore backend) except -1:
+        cdef Py_ssize_t n
+        cdef const char *p
+        self._mark_busy_c()
+        self.in_batch = True
+        p = self.rbuf.message_ptr(&n)
+        effects = self.portal_effects.get(self.rbuf.read_cstr())
+        if effects:
+            self.batch_effects.extend(effects)
+        self.queries += 1
+        self.to_backend.write_cbytes(p, n)
+        if self._query_timer is None and self.server.config.query_timeout > 0:
+            self._start_query_timer()
+        return 0
+
+    cdef int _handle_sync(self, BackendCore backend) except -1:
+        cdef Py_ssize_t n
+        cdef const char *p
+        self._mark_busy_c()
+        self.in_batch = False
+        if self.batch_effects:
+            self.inflight.append(self.batch_effects)
+            self.batch_effects = []
+        else:
+            self.inflight.append(_NO_EFFECTS)
+        backend.pending += 1
+        backend.syncs_sent += 1
+        p = self.rbuf.message_ptr(&n)
+        self.to_backend.write_cbytes(p, n)
         return 0
 
     def _mark_busy(self):

@@ -113,6 +113,9 @@ class ClientCore:
     last_backend: Any
     waiting: bool
     inflight: deque[Any]
+    statements: dict[bytes, tuple[str, bytes, list[Any]]]
+    portal_effects: dict[bytes, list[Any]]
+    batch_effects: list[Any]
     _fixups: set[str]
     _probe_wanted: bool
     _inject_kind: int

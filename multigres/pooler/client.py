@@ -332,7 +332,8 @@ class Client(ClientCore, asyncio.Protocol):
     # -- the data path ---------------------------------------------------------------------
 
     def _handle_other(self, t: int, backend: Backend) -> None:
-        """Any client message but a simple Query (core._process handles those)."""
+        """A client message other than Query, Bind, Execute and Sync (core._process handles
+        those)."""
         rb = self.rbuf
         out = self.to_backend
         self._mark_busy()
@@ -361,26 +362,6 @@ class Client(ClientCore, asyncio.Protocol):
                 backend.sent_close(sname, swallow=True)
             backend.sent_parse(sname, client_name=name)
             out.write_raw(parse)
-        elif t == _B:
-            self.in_batch = True
-            portal = rb.read_cstr()
-            stmt = rb.read_cstr()
-            tail = rb.consume_message()
-            entry = self.statements.get(stmt)
-            self.portal_effects[portal] = entry[2] if entry else []
-            if not stmt or entry is None:
-                # Unnamed, or unknown (Postgres will say it does not exist, by this name).
-                out.write_raw(_bind_msg(portal, stmt, tail))
-                return
-            sname = self._ensure_prepared(backend, entry)
-            out.write_raw(_bind_msg(portal, sname.encode(), tail))
-        elif t == _E:
-            self.in_batch = True
-            portal = rb.read_cstr()
-            self.batch_effects.extend(self.portal_effects.get(portal, ()))
-            self.queries += 1
-            out.write_raw(rb.message_bytes())
-            self._start_query_timer()
         elif t == _D or t == _C:
             self.in_batch = True
             kind = rb.read_byte()
@@ -398,13 +379,6 @@ class Client(ClientCore, asyncio.Protocol):
             else:
                 sname = self._ensure_prepared(backend, entry)
                 out.write_raw(_describe_msg(_STMT, sname.encode()))
-        elif t == _S:
-            self.in_batch = False
-            self.inflight.append(self.batch_effects)
-            self.batch_effects = []
-            backend.pending += 1
-            backend.syncs_sent += 1
-            out.write_raw(rb.message_bytes())
         elif t == _H:
             out.write_raw(rb.message_bytes())
         elif t == _COPY_DATA or t == _COPY_DONE or t == _COPY_FAIL:
@@ -766,11 +740,6 @@ def _tx_end(sql: bytes) -> bool:
 def _parse_msg(name: bytes, query: bytes, tail: bytes) -> bytes:
     body = name + b"\x00" + query + b"\x00" + tail
     return b"P" + struct.pack("!i", len(body) + 4) + body
-
-
-def _bind_msg(portal: bytes, stmt: bytes, tail: bytes) -> bytes:
-    body = portal + b"\x00" + stmt + b"\x00" + tail
-    return b"B" + struct.pack("!i", len(body) + 4) + body
 
 
 def _close_msg(kind: int, name: bytes) -> bytes:
