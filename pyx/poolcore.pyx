@@ -186,12 +186,13 @@ cdef inline bint _pinned(object s) except -1:
 
 cdef class Histogram:
     """Counts per bucket (``counts[i]``: observations <= ``bounds[i]``, the last one: above
-    every bound) and the sum; cumulative Prometheus buckets are made at scrape time."""
+    every bound) and the sum; cumulative Prometheus buckets are made at scrape time. The counts
+    are C integers: an observation allocates nothing."""
 
     cdef public tuple bounds
-    cdef public list counts
     cdef public double sum
     cdef double _b[64]
+    cdef long long _counts[65]
     cdef Py_ssize_t _nb
 
     def __init__(self, bounds):
@@ -202,7 +203,8 @@ cdef class Histogram:
         self._nb = len(self.bounds)
         for i in range(self._nb):
             self._b[i] = self.bounds[i]
-        self.counts = [0] * (self._nb + 1)
+        for i in range(self._nb + 1):
+            self._counts[i] = 0
         self.sum = 0.0
 
     cpdef observe(self, double value):
@@ -210,19 +212,44 @@ cdef class Histogram:
         # bisect_left: the first bound >= value.
         while i < self._nb and self._b[i] < value:
             i += 1
-        self.counts[i] += 1
+        self._counts[i] += 1
         self.sum += value
 
     @property
+    def counts(self):
+        return [self._counts[i] for i in range(self._nb + 1)]
+
+    @property
     def count(self):
-        return sum(self.counts)
+        cdef long long total = 0
+        cdef Py_ssize_t i
+        for i in range(self._nb + 1):
+            total += self._counts[i]
+        return total
 
     def to_dict(self):
-        return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum}
+        return {"bounds": list(self.bounds), "counts": self.counts, "sum": self.sum}
+
+
+# -- connections ---------------------------------------------------------------------------------
+
+cdef class _Protocol(FastProtocol):
+    """What a client and a server connection share: the bytes of a read event go to _on_data,
+    by a C call from the relay, or through data_received from uvloop's transports (TLS)."""
+
+    def data_received(self, bytes data):
+        self._on_data(data)
+
+    cdef int relay_data(self, bytes data) except -1:
+        return self._on_data(data)
+
+    cdef int _on_data(self, bytes data) except -1:
+        raise NotImplementedError
 
 
 # -- the pool ------------------------------------------------------------------------------------
 
+cdef class _Protocol
 cdef class ClientCore
 cdef class BackendCore
 
@@ -234,6 +261,9 @@ cdef class PoolCore:
     cdef public Py_ssize_t size
     cdef public object _connector
     cdef public double wait_timeout, lifetime, idle_timeout
+    # The clients' timeouts (config.query_timeout, config.idle_transaction_timeout), here so
+    # that the per-message path reads a C field: server.py sets them, and again on RELOAD.
+    cdef public double query_timeout, idle_transaction_timeout
     cdef public dict idle  # insertion-ordered set, most recently used last
     cdef public set active
     cdef public Py_ssize_t connecting
@@ -316,7 +346,7 @@ cdef class PoolCore:
 
 # -- a server connection ---------------------------------------------------------------------
 
-cdef class BackendCore(FastProtocol):
+cdef class BackendCore(_Protocol):
     """A server connection's state and its answer path (see backend.py)."""
 
     cdef public PoolCore pool
@@ -366,12 +396,6 @@ cdef class BackendCore(FastProtocol):
             return (<Conn>t).send_ptr(buf._buf, buf._size)
         t.write(buf.getvalue())
         return 0
-
-    def data_received(self, bytes data):
-        self._on_data(data)
-
-    cdef int relay_data(self, bytes data) except -1:
-        return self._on_data(data)
 
     cdef int _on_data(self, bytes data) except -1:
         self.bytes_in += len(data)
@@ -436,7 +460,7 @@ cdef class BackendCore(FastProtocol):
 
 # -- a client connection ---------------------------------------------------------------------
 
-cdef class ClientCore(FastProtocol):
+cdef class ClientCore(_Protocol):
     """A client's state and its message path (see client.py)."""
 
     cdef public object server, transport
@@ -467,12 +491,6 @@ cdef class ClientCore(FastProtocol):
     cdef public double xact_time, query_time, _tx_start, _query_start, _wait_start
     # The server's latency histograms (server.meters), looked up once.
     cdef Histogram _query_latency, _tx_latency, _pool_wait
-
-    def data_received(self, bytes data):
-        self._on_data(data)
-
-    cdef int relay_data(self, bytes data) except -1:
-        return self._on_data(data)
 
     cdef int _on_data(self, bytes data) except -1:
         self.bytes_in += len(data)
@@ -605,7 +623,7 @@ cdef class ClientCore(FastProtocol):
         backend.pending += 1
         backend.syncs_sent += 1
         self.queries += 1
-        if self._query_timer is None and self.server.config.query_timeout > 0:
+        if self._query_timer is None and self.pool.query_timeout > 0:
             self._start_query_timer()
         return 0
 
@@ -655,7 +673,7 @@ cdef class ClientCore(FastProtocol):
             self.batch_effects.extend(effects)
         self.queries += 1
         self.to_backend.write_cbytes(p, n)
-        if self._query_timer is None and self.server.config.query_timeout > 0:
+        if self._query_timer is None and self.pool.query_timeout > 0:
             self._start_query_timer()
         return 0
 
@@ -816,7 +834,7 @@ cdef class ClientCore(FastProtocol):
     cdef int _settle_c(self, BackendCore backend) except -1:
         self._maybe_release_c(backend)
         if self.backend is not None and backend.pending == 0 and backend.tx_status != ST_I:
-            if self.server.config.idle_transaction_timeout > 0:
+            if self.pool.idle_transaction_timeout > 0:
                 self._start_idle_tx_timer()
         return 0
 

@@ -19,8 +19,9 @@ def may_have_effects_bytes(sql: bytes) -> bool: ...
 
 class Histogram:
     bounds: tuple[float, ...]
-    counts: list[int]
     sum: float
+    @property
+    def counts(self) -> list[int]: ...
     def __init__(self, bounds: tuple[float, ...]) -> None: ...
     def observe(self, value: float) -> None: ...
     @property
@@ -35,6 +36,8 @@ class PoolCore:
     wait_timeout: float
     lifetime: float
     idle_timeout: float
+    query_timeout: float
+    idle_transaction_timeout: float
     idle: dict[Any, None]
     active: set[Any]
     connecting: int

@@ -171,6 +171,8 @@ class PoolerServer:
                 wait_timeout=cfg.query_wait_timeout, lifetime=cfg.server_lifetime,
                 idle_timeout=cfg.server_idle_timeout,
             )
+            pool.query_timeout = cfg.query_timeout
+            pool.idle_transaction_timeout = cfg.idle_transaction_timeout
             if self.paused:
                 pool.pause()
             self.pools[key] = pool
@@ -308,6 +310,8 @@ class PoolerServer:
             pool.wait_timeout = cfg.query_wait_timeout
             pool.lifetime = cfg.server_lifetime
             pool.idle_timeout = cfg.server_idle_timeout
+            pool.query_timeout = cfg.query_timeout
+            pool.idle_transaction_timeout = cfg.idle_transaction_timeout
         self.credentials.reload()
 
 
