@@ -18,6 +18,9 @@ cdef enum:
     # Events taken per epoll_wait(). More ready connections stay ready (level-triggered) and are
     # served on the next loop iteration, so one busy relay cannot starve the rest of the loop.
     RELAY_MAX_EVENTS = 256
+    # Drained output buffers (of the minimum size) a Relay keeps for its connections' next
+    # writes: an idle connection holds no output storage, and a busy one no malloc per write.
+    RELAY_SPARE_BUFFERS = 64
     # How many more recv() calls a read event makes when one filled the whole buffer.
     RELAY_MAX_EXTRA_READS = 3
     # Connections accepted per readability event of a listening socket.
@@ -54,6 +57,8 @@ cdef class Relay:
         # Conns whose writes were held back during the batch (Conn.defer_writes), sent when it
         # ends: back to back, so that a peer woken by the first finds the others ready too.
         list _deferred_conns
+        char *_spare[RELAY_SPARE_BUFFERS]
+        int _n_spare
 
     cdef Conn _adopt_fd(self, int fd, object protocol, bint nonblocking)
     cdef int _forget(self, Conn conn) except -1
@@ -103,6 +108,7 @@ cdef class Conn:
     cdef int _on_eof(self) except -1
     cdef int _write_ready(self) except -1
     cdef int _append_output(self, const char *data, Py_ssize_t n) except -1
+    cdef int _release_output(self) except -1
     cdef int _update_mask(self) except -1
     cdef int _check_protocol(self) except -1
     cdef int _maybe_pause_protocol(self) except -1

@@ -98,10 +98,9 @@ cdef extern from "netinet/tcp.h":
 
 
 cdef enum:
-    # Pending-output storage is allocated at least this big, and storage above _KEEP_OUTPUT
-    # (left by a burst) is freed once drained rather than held for the connection's life.
+    # Pending-output storage is allocated at least this big; drained, it goes back to the
+    # relay's spares (or is freed, if bigger), so an idle connection holds none.
     _MIN_OUTPUT_CAPACITY = 16 * 1024
-    _KEEP_OUTPUT = 64 * 1024
 
 # How long a listener stops accepting when the process is out of file descriptors (or the
 # kernel out of memory): the backlog keeps the connections meanwhile.
@@ -211,6 +210,9 @@ cdef class Relay:
             self._epfd = -1
         PyMem_Free(self._rbuf)
         self._rbuf = NULL
+        while self._n_spare > 0:
+            self._n_spare -= 1
+            PyMem_Free(self._spare[self._n_spare])
 
     def __repr__(self):
         return f"<Relay epfd={self._epfd} connections={len(self._conns)}>"
@@ -519,7 +521,10 @@ cdef class Conn:
                 new_cap = 2 * (used + n)
                 if new_cap < _MIN_OUTPUT_CAPACITY:
                     new_cap = _MIN_OUTPUT_CAPACITY
-                if self._out_start == 0:
+                if self._out == NULL and new_cap == _MIN_OUTPUT_CAPACITY and self._relay._n_spare:
+                    self._relay._n_spare -= 1
+                    new_out = self._relay._spare[self._relay._n_spare]
+                elif self._out_start == 0:
                     new_out = <char *>PyMem_Realloc(self._out, new_cap)
                     if new_out == NULL:
                         raise MemoryError()
@@ -539,6 +544,20 @@ cdef class Conn:
             _check_conn(self)
         return 0
 
+    cdef int _release_output(self) except -1:
+        """The output is drained: give its storage back to the relay's spares (or free it)."""
+        cdef Relay relay = self._relay
+        if self._out == NULL:
+            return 0
+        if self._out_cap == _MIN_OUTPUT_CAPACITY and relay._n_spare < RELAY_SPARE_BUFFERS:
+            relay._spare[relay._n_spare] = self._out
+            relay._n_spare += 1
+        else:
+            PyMem_Free(self._out)
+        self._out = NULL
+        self._out_cap = 0
+        return 0
+
     cdef int _write_ready(self) except -1:
         cdef ssize_t sent
         cdef Py_ssize_t left = self._out_end - self._out_start
@@ -552,10 +571,7 @@ cdef class Conn:
         self._out_start += sent
         if self._out_start == self._out_end:
             self._out_start = self._out_end = 0
-            if self._out_cap > _KEEP_OUTPUT:
-                PyMem_Free(self._out)
-                self._out = NULL
-                self._out_cap = 0
+            self._release_output()
         self._maybe_resume_protocol()
         if self.fd < 0:
             return 0
