@@ -15,6 +15,7 @@ import re
 import resource
 import shlex
 import signal
+import statistics
 import subprocess
 import time
 from collections.abc import Sequence
@@ -289,6 +290,10 @@ class RunResult:
     wall_s: float | None = None
     error: str | None = None
     output: str = ""  # pgbench's stdout and stderr (the end of them), for the JSON
+    # A summary of repeated runs (summarize()): how many, and the median CPU per transaction.
+    repeats: int = 1
+    median_proxy_us: float | None = None
+    median_pg_us: float | None = None
 
     def per_tx_us(self, cpu_s: float | None) -> float | None:
         if cpu_s is None or not self.transactions:
@@ -297,11 +302,53 @@ class RunResult:
 
     @property
     def proxy_us_per_tx(self) -> float | None:
+        if self.repeats > 1:
+            return self.median_proxy_us
         return self.per_tx_us(self.proxy_cpu_s)
 
     @property
     def pg_us_per_tx(self) -> float | None:
+        if self.repeats > 1:
+            return self.median_pg_us
         return self.per_tx_us(self.pg_cpu_s)
+
+
+def summarize(runs: list[RunResult]) -> RunResult:
+    """One row for repeated runs of one target: the median TPS and the median CPU per
+    transaction (each metric on its own). A failed run fails the row: a target that errs once
+    in three runs is not fine."""
+    first = runs[0]
+    if len(runs) == 1:
+        return first
+    failed = [r for r in runs if r.error is not None or r.tps is None]
+    if failed:
+        return failed[0]
+
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    return RunResult(
+        workload=first.workload,
+        label=first.label,
+        clients=first.clients,
+        target=first.target,
+        duration=first.duration,
+        tps=median([r.tps for r in runs]),
+        transactions=sum(r.transactions or 0 for r in runs),
+        repeats=len(runs),
+        median_proxy_us=median([r.proxy_us_per_tx for r in runs]),
+        median_pg_us=median([r.pg_us_per_tx for r in runs]),
+    )
+
+
+def summarize_all(runs: list[RunResult]) -> list[RunResult]:
+    """``runs`` (in run order, each target possibly several times) -> one row per workload,
+    client count and target, in order of first appearance."""
+    groups: dict[tuple[str, int, str], list[RunResult]] = {}
+    for r in runs:
+        groups.setdefault((r.workload, r.clients, r.target), []).append(r)
+    return [summarize(g) for g in groups.values()]
 
 
 @dataclass

@@ -18,6 +18,7 @@ from bench.pgbench_lib import (
     parse_pgbench,
     pgbench_errors,
     run_rows,
+    summarize_all,
     tree_rss_bytes,
     trees_cpu_seconds,
 )
@@ -158,3 +159,35 @@ def test_idle_goal_is_per_10k_clients() -> None:
     assert rows[0][-1] == "ok"
     assert rows[1][-1].startswith("MISS")
     assert rows[2][-1] == "MISS: 20 of 100 opened" and rows[2][2] == "20 [1]"
+
+
+def _repeat_run(target: str, tps: float, proxy_cpu_s: float, tx: int, error: str | None = None
+         ) -> RunResult:
+    return RunResult(workload="S", label="-S", clients=16, target=target, duration=5.0,
+                     tps=tps, transactions=tx, proxy_cpu_s=proxy_cpu_s, pg_cpu_s=1.0,
+                     error=error)
+
+
+def test_repeated_runs_are_summarized_by_their_medians() -> None:
+    runs = [
+        _repeat_run("pgbouncer", 100.0, 1.0, 100_000),  # 10 us/tx
+        _repeat_run("multipooler", 90.0, 1.3, 100_000),  # 13 us/tx
+        _repeat_run("pgbouncer", 120.0, 1.1, 100_000),  # 11
+        _repeat_run("multipooler", 95.0, 1.1, 100_000),  # 11
+        _repeat_run("pgbouncer", 110.0, 1.2, 100_000),  # 12
+        _repeat_run("multipooler", 200.0, 1.2, 100_000),  # 12
+    ]
+    rows = summarize_all(runs)
+    assert [r.target for r in rows] == ["pgbouncer", "multipooler"]
+    pgb, mp = rows
+    assert (pgb.tps, mp.tps) == (110.0, 95.0)
+    assert pgb.proxy_us_per_tx is not None and mp.proxy_us_per_tx is not None
+    assert round(pgb.proxy_us_per_tx, 6) == 11.0
+    assert round(mp.proxy_us_per_tx, 6) == 12.0
+    table, _ = run_rows(rows)
+    assert table[1][7] == "0.86" and table[1][8] == "1.09"
+    # One failed run fails the row.
+    runs.append(_repeat_run("multipooler", 300.0, 1.0, 100_000, error="pgbench aborted"))
+    assert summarize_all(runs)[1].error == "pgbench aborted"
+    # A single run is reported as it is.
+    assert summarize_all(runs[:2]) == runs[:2]
