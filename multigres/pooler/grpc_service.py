@@ -5,8 +5,8 @@
 - ``Status`` (unary): pools, clients, servers, uptime, version.
 
 Registered with grpcio's generic handlers and the descriptor-built messages of
-``pb.pooler_pb``: no generated code. gRPC never sits on the query path (a unary call costs
-about 0.8 ms of CPU, a pooled transaction about 30 us).
+``multigres.rpc.pooler_pb``: no generated code. gRPC never sits on the query path (a unary
+call costs about 0.8 ms of CPU, a pooled transaction about 30 us).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import grpc
 
 from multigres.pooler.health import HealthMonitor, HealthState
 from multigres.pooler.metrics import SnapshotSource, uptime
-from multigres.pooler.pb import pooler_pb as pb
 from multigres.pooler.stats import merge
+from multigres.rpc import pooler_pb as pb
 
 log = logging.getLogger("multigres.pooler")
 

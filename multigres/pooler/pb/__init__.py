@@ -1,1 +1,0 @@
-"""Protocol-buffer messages of the pooler's gRPC control-plane service (see pooler_pb)."""
