@@ -4,6 +4,8 @@ from that client's server connection, so the pooler's memory stays flat; other c
 
 from __future__ import annotations
 
+import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,3 +64,39 @@ def test_slow_reader_does_not_grow_memory(
             with pooler.connect() as conn:
                 assert conn.execute("SELECT 2").fetchone() == (2,)
         assert other.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_a_waiting_client_is_read_only_up_to_a_limit(
+    make_pooler: Callable[..., PoolerProcess]
+) -> None:
+    """A client waiting for a backend that goes on sending is not read without bound (the
+    rest waits in the kernel); once a backend is free, everything it sent runs, in order."""
+    pooler = make_pooler(pool_size=1)
+    n, pad = 4000, "x" * 2000  # ~8 MB of queries
+    raw = RawClient.to(pooler, timeout=30.0)  # (logging in takes a backend for a moment)
+    with pooler.connect() as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")  # holds the only backend
+        base = pooler.rss_kib()
+        queries = b"".join(
+            b"Q" + struct.pack("!i", len(q) + 5) + q + b"\0"
+            for q in (f"SELECT {i} /* {pad} */".encode() for i in range(n))
+        )
+        sender = threading.Thread(target=raw.send_raw, args=(queries,), daemon=True)
+        sender.start()
+        time.sleep(1.5)
+        grown = pooler.rss_kib() - base
+        assert grown < 4 * 1024, f"the pooler read {grown // 1024} MB from a waiting client"
+        holder.execute("COMMIT")
+    sender.join(timeout=30)
+    assert not sender.is_alive()
+    values = []
+    while len(values) < n:
+        t, payload = raw.recv()
+        if t == "D":
+            (size,) = struct.unpack_from("!i", payload, 2)
+            values.append(int(payload[6:6 + size]))
+        else:
+            assert t in "TCZ", (t, payload)
+    assert values == list(range(n))
+    raw.close()
