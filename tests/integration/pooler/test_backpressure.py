@@ -90,7 +90,7 @@ def test_a_waiting_client_is_read_only_up_to_a_limit(
         holder.execute("COMMIT")
     sender.join(timeout=30)
     assert not sender.is_alive()
-    values = []
+    values: list[int] = []
     while len(values) < n:
         t, payload = raw.recv()
         if t == "D":
