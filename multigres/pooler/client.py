@@ -588,7 +588,9 @@ class Client(ClientCore, asyncio.Protocol):
             return  # nothing was lost: the next statement takes another backend
         what = "the transaction was rolled back" if in_tx else "the statement did not finish"
         fields = backend.fatal_fields or {}
-        reason = fields.get("M") or (str(exc) if exc else "the server closed the connection")
+        reason = fields.get("M") or (
+            (exc.message if isinstance(exc, PoolerError) else str(exc)) if exc
+            else "the server closed the connection")
         err = msgs.error_response(
             codes.CONNECTION_FAILURE,
             f"server connection lost ({reason}); {what}",

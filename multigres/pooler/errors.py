@@ -1,11 +1,18 @@
-"""Errors the pooler reports to clients: each with its SQLSTATE and a message to act on."""
+"""Errors the pooler reports to clients: each with its SQLSTATE and a message to act on.
+
+``PoolerError`` is ``multigres.wire.errors.PgError`` with the pooler's argument order (the
+SQLSTATE first, as the pooler's call sites read best) and ``to_message(severity=...)``, which
+reports the same error with another severity (FATAL when the pooler closes the connection).
+"""
 
 from __future__ import annotations
 
-from multigres.pooler import msgs
+from collections.abc import Mapping
+
+from multigres.wire.errors import PgError
 
 
-class PoolerError(Exception):
+class PoolerError(PgError):
     def __init__(
         self,
         sqlstate: str,
@@ -14,33 +21,20 @@ class PoolerError(Exception):
         severity: str = "ERROR",
         detail: str | None = None,
         hint: str | None = None,
-        fields: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
-        self.message = message
-        self.severity = severity
-        self.detail = detail
-        self.hint = hint
-        # An error Postgres sent, passed on with every field as it was.
-        self.fields = fields
+        super().__init__(message, sqlstate, severity=severity, detail=detail, hint=hint)
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> PoolerError:
-        return cls(fields.get("C", "XX000"), fields.get("M", "unknown error"),
-                   severity=fields.get("S", "ERROR"), fields=fields)
+    def from_fields(cls, fields: Mapping[str, str]) -> PoolerError:
+        """An error Postgres sent, passed on with every field as it was."""
+        received = PgError.from_fields(fields)
+        err = cls(received.sqlstate, received.message)
+        err.__dict__.update(received.__dict__)
+        return err
 
     def to_message(self, severity: str | None = None) -> bytes:
-        if self.fields is not None and severity is None:
-            from multigres._cy.buffer import WriteBuffer
-
-            buf = WriteBuffer()
-            buf.start_message(ord("E"))
-            for k, v in self.fields.items():
-                buf.write_byte(ord(k))
-                buf.write_str(v)
-            buf.write_byte(0)
-            buf.end_message()
-            return buf.getvalue()
-        return msgs.error_response(self.sqlstate, self.message, severity=severity or
-                                   self.severity, detail=self.detail, hint=self.hint)
+        if severity is None:
+            return super().to_message()
+        fields = self.fields()
+        fields["S"] = fields["V"] = severity
+        return PgError.from_fields(fields).to_message()
