@@ -1,7 +1,7 @@
 """The messages the pooler builds itself (everything else it forwards as received).
 
-Constant messages are built once. Built with the codec's buffer, on paths that run once per
-connection or per error, never per row.
+Constant messages are built once; the rest with the codec's builders (``multigres._cy.protocol``),
+on paths that run once per connection or per error, never per row.
 """
 
 from __future__ import annotations
@@ -9,7 +9,22 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 
-from multigres._cy.buffer import WriteBuffer, build_message, build_startup_message
+from multigres._cy.buffer import build_message, build_startup_message
+from multigres._cy.protocol import (
+    build_auth,
+    build_backend_key_data,
+    build_cancel_request,
+    build_command_complete,
+    build_data_row,
+    build_error_response,
+    build_notice_response,
+    build_parameter_status,
+    build_password_message,
+    build_query,
+    build_row_description,
+    build_sasl_initial_response,
+)
+from multigres._cy.protocol import build_startup_message as proto_startup_message
 
 PROTOCOL_3_0 = 196608
 SSL_REQUEST_CODE = 80877103
@@ -37,16 +52,12 @@ def error_response(
     hint: str | None = None,
     notice: bool = False,
 ) -> bytes:
-    buf = WriteBuffer()
-    buf.start_message(ord("N" if notice else "E"))
-    for code, value in (("S", severity), ("V", severity), ("C", sqlstate), ("M", message),
-                        ("D", detail), ("H", hint)):
-        if value is not None:
-            buf.write_byte(ord(code))
-            buf.write_str(value)
-    buf.write_byte(0)
-    buf.end_message()
-    return buf.getvalue()
+    fields = {"S": severity, "V": severity, "C": sqlstate, "M": message}
+    if detail is not None:
+        fields["D"] = detail
+    if hint is not None:
+        fields["H"] = hint
+    return build_notice_response(fields) if notice else build_error_response(fields)
 
 
 def parameter_status(name: str, value: str) -> bytes:
@@ -54,12 +65,7 @@ def parameter_status(name: str, value: str) -> bytes:
     key = (name, value)
     msg = _parameter_status_cache.get(key)
     if msg is None:
-        buf = WriteBuffer()
-        buf.start_message(ord("S"))
-        buf.write_str(name)
-        buf.write_str(value)
-        buf.end_message()
-        msg = buf.getvalue()
+        msg = build_parameter_status(name, value)
         if len(_parameter_status_cache) >= 4096:
             _parameter_status_cache.clear()
         _parameter_status_cache[key] = msg
@@ -70,87 +76,45 @@ _parameter_status_cache: dict[tuple[str, str], bytes] = {}
 
 
 def backend_key_data(pid: int, key: int) -> bytes:
-    return build_message(ord("K"), struct.pack("!ii", pid, key))
+    return build_backend_key_data(pid, key)
 
 
 def auth_request(code: int, data: bytes = b"") -> bytes:
-    return build_message(ord("R"), struct.pack("!i", code) + data)
+    return build_auth(code, data)
 
 
 def startup_message(params: Mapping[str, str]) -> bytes:
-    buf = WriteBuffer()
-    buf.start_startup_message()
-    buf.write_int32(PROTOCOL_3_0)
-    for k, v in params.items():
-        buf.write_str(k)
-        buf.write_str(v)
-    buf.write_byte(0)
-    buf.end_message()
-    return buf.getvalue()
+    return proto_startup_message(params)
 
 
 def cancel_request(pid: int, key: int) -> bytes:
-    return build_startup_message(struct.pack("!iii", CANCEL_REQUEST_CODE, pid, key))
+    return build_cancel_request(pid, key)
 
 
 def query(sql: str) -> bytes:
-    buf = WriteBuffer()
-    buf.start_message(ord("Q"))
-    buf.write_str(sql)
-    buf.end_message()
-    return buf.getvalue()
+    return build_query(sql)
 
 
 def password_message(data: bytes) -> bytes:
-    return build_message(ord("p"), data)
+    return build_password_message(data)
 
 
 def sasl_initial_response(mechanism: str, data: bytes) -> bytes:
-    return build_message(
-        ord("p"), mechanism.encode() + b"\x00" + struct.pack("!i", len(data)) + data
-    )
+    return build_sasl_initial_response(mechanism, data)
 
 
 def row_description(names: Iterable[str]) -> bytes:
     """Text columns (type text, oid 25), for the admin console."""
-    names = list(names)
-    buf = WriteBuffer()
-    buf.start_message(ord("T"))
-    buf.write_int16(len(names))
-    for n in names:
-        buf.write_str(n)
-        buf.write_int32(0)
-        buf.write_int16(0)
-        buf.write_int32(25)
-        buf.write_int16(-1)
-        buf.write_int32(-1)
-        buf.write_int16(0)
-    buf.end_message()
-    return buf.getvalue()
+    return build_row_description([(n, 25) for n in names])
 
 
 def data_row(values: Iterable[object]) -> bytes:
-    vals = list(values)
-    buf = WriteBuffer()
-    buf.start_message(ord("D"))
-    buf.write_int16(len(vals))
-    for v in vals:
-        if v is None:
-            buf.write_int32(-1)
-        else:
-            b = str(v).encode()
-            buf.write_int32(len(b))
-            buf.write_bytes(b)
-    buf.end_message()
-    return buf.getvalue()
+    """Text values (``str()`` of each), None as NULL."""
+    return build_data_row([None if v is None else str(v) for v in values])
 
 
 def command_complete(tag: str) -> bytes:
-    buf = WriteBuffer()
-    buf.start_message(ord("C"))
-    buf.write_str(tag)
-    buf.end_message()
-    return buf.getvalue()
+    return build_command_complete(tag)
 
 
 def parse_error_fields(payload: bytes) -> dict[str, str]:
