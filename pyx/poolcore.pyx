@@ -59,8 +59,7 @@ cdef enum:
 
 # The server messages the pooler looks at (backend.py's docstring says why); the rest are
 # forwarded in runs.
-STOP_TYPES = b"ZSEA13GHW"
-cdef bytes _STOP_TYPES = STOP_TYPES
+cdef bytes _STOP_TYPES = b"ZSEA13GHW"
 cdef list _NO_EFFECTS = []
 NO_EFFECTS = _NO_EFFECTS
 cdef object _DEALLOCATE = Kind.DEALLOCATE
@@ -73,10 +72,6 @@ cdef inline double _now() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
-def monotonic_now():
-    return _now()
 
 
 # -- the session-effect pre-filter ---------------------------------------------------------
@@ -233,6 +228,17 @@ cdef class Histogram:
 
 # -- connections ---------------------------------------------------------------------------------
 
+cdef int _send_buffer(object transport, WriteBuffer buf) except -1:
+    """Send what ``buf`` holds: from its memory on a relay connection, else as bytes (TLS on
+    uvloop's transports); nothing without a transport."""
+    if transport is None or not buf._size:
+        return 0
+    if type(transport) is Conn:
+        return (<Conn>transport).send_ptr(buf._buf, buf._size)
+    transport.write(buf.getvalue())
+    return 0
+
+
 cdef class _Protocol(FastProtocol):
     """What a client and a server connection share: the bytes of a read event go to _on_data,
     by a C call from the relay, or through data_received from uvloop's transports (TLS)."""
@@ -275,6 +281,9 @@ cdef class PoolCore:
     cdef public double total_wait_time, max_wait
 
     def total(self):
+        return self._total()
+
+    cdef inline Py_ssize_t _total(self):
         return len(self.idle) + len(self.active) + self.connecting
 
     def acquire(self, waiter, prefer=None):
@@ -310,7 +319,7 @@ cdef class PoolCore:
         self.total_waits += 1
         if self.wait_timeout > 0 and self._wait_timer is None:
             self._arm_wait_timer()
-        if not self.paused and len(self.idle) + len(self.active) + self.connecting < self.size:
+        if not self.paused and self._total() < self.size:
             self._grow()
         return 0
 
@@ -388,13 +397,8 @@ cdef class BackendCore(_Protocol):
         return 0
 
     cdef inline int _write_buffer(self, WriteBuffer buf) except -1:
-        """Send what ``buf`` holds (no bytes object on a relay connection)."""
-        cdef object t = self.transport
-        if t is None or self.closed:
-            return 0
-        if type(t) is Conn:
-            return (<Conn>t).send_ptr(buf._buf, buf._size)
-        t.write(buf.getvalue())
+        if not self.closed:
+            _send_buffer(self.transport, buf)
         return 0
 
     cdef int _on_data(self, bytes data) except -1:
@@ -516,12 +520,8 @@ cdef class ClientCore(_Protocol):
 
     cdef int _flush(self) except -1:
         cdef WriteBuffer out = self.out
-        cdef object t = self.transport
-        if out._size and t is not None:
-            if type(t) is Conn:
-                (<Conn>t).send_ptr(out._buf, out._size)
-            else:
-                t.write(out.getvalue())
+        if out._size:
+            _send_buffer(self.transport, out)
             out.reset()
         return 0
 

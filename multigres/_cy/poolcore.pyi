@@ -11,10 +11,8 @@ AUTH: int
 LOGIN: int
 READY: int
 CLOSED: int
-STOP_TYPES: bytes
 NO_EFFECTS: list[Any]
 
-def monotonic_now() -> float: ...
 def may_have_effects_bytes(sql: bytes) -> bool: ...
 
 class Histogram:

@@ -207,10 +207,6 @@ class Backend(BackendCore, asyncio.Protocol):
 
     # -- linking to a client ----------------------------------------------------------------
 
-    def link(self, client: Client) -> None:
-        self.client = client
-        self.last_used = time.monotonic()
-
     def unlink(self) -> None:
         self.client = None
         self.resume_reading()

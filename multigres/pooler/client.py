@@ -36,6 +36,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from multigres._cy.buffer import ReadBuffer, WriteBuffer
+from multigres._cy.poolcore import NO_EFFECTS as _NO_EFFECTS
 from multigres._cy.poolcore import ClientCore
 from multigres._cy.relay import Conn
 from multigres.pooler import msgs
@@ -69,7 +70,6 @@ _STMT = ord("S")
 STARTUP, AUTH, LOGIN, READY, CLOSED = range(5)
 # What an injected query is for.
 _INJECT_SYNC, _INJECT_AFTER = 0, 1
-_NO_EFFECTS: list[Effect] = []
 ADMIN_DATABASES = ("multigres", "pgbouncer")
 
 
@@ -718,9 +718,6 @@ class Client(ClientCore, asyncio.Protocol):
         self._cancel_idle_tx_timer()
         self._cancel_query_timer()
 
-
-# Messages that have no body.
-_EMPTY_TYPES = frozenset((_S, _H, _X, _COPY_DONE))
 
 _IN_FAILED_TX = msgs.error_response(
     codes.IN_FAILED_SQL_TRANSACTION,

@@ -26,7 +26,6 @@ from multigres._cy.protocol import (
 )
 from multigres._cy.protocol import build_startup_message as proto_startup_message
 
-PROTOCOL_3_0 = 196608
 SSL_REQUEST_CODE = 80877103
 GSSENC_REQUEST_CODE = 80877104
 CANCEL_REQUEST_CODE = 80877102
