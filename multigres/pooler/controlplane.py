@@ -95,12 +95,14 @@ class ControlPlane:
             log.info("metrics on http://%s:%d/metrics", self.config.listen_host,
                      self.metrics.port)
         if self.config.grpc_port:
+            from multigres.pooler.credentials import Credentials
             from multigres.pooler.grpc_service import GrpcServer, PoolerService
 
             assert self.health is not None
             grpc = GrpcServer(self.config.listen_host, self.config.grpc_port,
                               PoolerService(self.pooler_id, self.health,
-                                            self.control.snapshots))
+                                            self.control.snapshots,
+                                            Credentials(self.config)))
             await grpc.start()
             self.grpc = grpc
             log.info("gRPC control plane on %s:%d", self.config.listen_host, grpc.port)

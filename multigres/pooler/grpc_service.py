@@ -3,6 +3,8 @@
 - ``Health`` (server streaming): role, serving state, replication lag and pooler id, sent at
   once, then on every change and at least every ``health_interval`` seconds.
 - ``Status`` (unary): pools, clients, servers, uptime, version.
+- ``UserSecret`` (unary): a user's stored secret (userlist or auth query), for the gateway,
+  which authenticates clients against the users of Postgres.
 
 Registered with grpcio's generic handlers and the descriptor-built messages of
 ``multigres.rpc.pooler_pb``: no generated code. gRPC never sits on the query path (a unary
@@ -17,6 +19,8 @@ from typing import Any
 
 import grpc
 
+from multigres.pooler.credentials import Credentials
+from multigres.pooler.errors import PoolerError
 from multigres.pooler.health import HealthMonitor, HealthState
 from multigres.pooler.metrics import SnapshotSource, uptime
 from multigres.pooler.stats import merge
@@ -34,10 +38,12 @@ def health_message(pooler_id: str, st: HealthState) -> Any:
 
 
 class PoolerService:
-    def __init__(self, pooler_id: str, health: HealthMonitor, source: SnapshotSource) -> None:
+    def __init__(self, pooler_id: str, health: HealthMonitor, source: SnapshotSource,
+                 credentials: Credentials | None = None) -> None:
         self.pooler_id = pooler_id
         self.health = health
         self.source = source
+        self.credentials = credentials
 
     async def Health(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
                      ) -> AsyncIterator[Any]:
@@ -70,6 +76,20 @@ class PoolerService:
             listen=snap["listen"],
         )
 
+    async def UserSecret(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+                         ) -> Any:
+        if self.credentials is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                                "this pooler has no user credentials to give")
+        assert self.credentials is not None
+        try:
+            cred = await self.credentials.lookup(request.user)
+        except PoolerError as e:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, e.message)
+        if cred is None:
+            return pb.UserSecretResponse(found=False)
+        return pb.UserSecretResponse(found=True, kind=cred.kind.value, secret=cred.secret)
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(pb.SERVICE, {
             "Health": grpc.unary_stream_rpc_method_handler(
@@ -78,6 +98,9 @@ class PoolerService:
             "Status": grpc.unary_unary_rpc_method_handler(
                 self.Status, request_deserializer=pb.StatusRequest.FromString,
                 response_serializer=pb.StatusResponse.SerializeToString),
+            "UserSecret": grpc.unary_unary_rpc_method_handler(
+                self.UserSecret, request_deserializer=pb.UserSecretRequest.FromString,
+                response_serializer=pb.UserSecretResponse.SerializeToString),
         })
 
 
@@ -100,26 +123,3 @@ class GrpcServer:
 
     async def close(self, grace: float = 1.0) -> None:
         await self.server.stop(grace)
-
-
-class PoolerClient:
-    """A client of the service (the gateway and the orchestrator use it; so do the tests)."""
-
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
-        self._health = self.channel.unary_stream(
-            pb.HEALTH_METHOD, request_serializer=pb.HealthRequest.SerializeToString,
-            response_deserializer=pb.HealthResponse.FromString)
-        self._status = self.channel.unary_unary(
-            pb.STATUS_METHOD, request_serializer=pb.StatusRequest.SerializeToString,
-            response_deserializer=pb.StatusResponse.FromString)
-
-    def health(self) -> grpc.aio.UnaryStreamCall[Any, Any]:
-        """The Health stream: ``async for msg in client.health()``; ``.cancel()`` ends it."""
-        return self._health(pb.HealthRequest())
-
-    async def status(self, deadline: float = 5.0) -> Any:
-        return await self._status(pb.StatusRequest(), timeout=deadline)
-
-    async def aclose(self) -> None:
-        await self.channel.close()

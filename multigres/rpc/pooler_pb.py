@@ -35,9 +35,19 @@ protobuf, so a client in any language can use this schema, written as a .proto f
       string role = 13; string serving_state = 14; bool paused = 15;
       string listen = 16;
     }
+    message UserSecretRequest { string user = 1; }
+    message UserSecretResponse {
+      bool found = 1;                      // false: no such user (or no password)
+      string kind = 2;                     // "scram-sha-256" | "md5" | "plaintext"
+      string secret = 3;                   // as pg_authid.rolpassword (or the userlist) has it
+    }
     service Pooler {
       rpc Health(HealthRequest) returns (stream HealthResponse);
       rpc Status(StatusRequest) returns (StatusResponse);
+      // The stored secret of a user, so that the gateway can authenticate clients against
+      // the users of Postgres. A control-plane call: the gRPC port must be reachable only
+      // by the cluster's own processes.
+      rpc UserSecret(UserSecretRequest) returns (UserSecretResponse);
     }
 
 Fields are only ever added (new numbers), never renumbered, so old clients keep working.
@@ -53,6 +63,7 @@ PACKAGE = "multigres.pooler.v1"
 SERVICE = f"{PACKAGE}.Pooler"
 HEALTH_METHOD = f"/{SERVICE}/Health"
 STATUS_METHOD = f"/{SERVICE}/Status"
+USER_SECRET_METHOD = f"/{SERVICE}/UserSecret"
 
 _F = descriptor_pb2.FieldDescriptorProto
 _STRING, _DOUBLE, _INT64, _INT32, _BOOL, _MESSAGE = (
@@ -81,6 +92,8 @@ _MESSAGES: dict[str, list[tuple[str, int, Any]]] = {
         ("pool", 12, "PoolStatus"), ("role", 13, _STRING), ("serving_state", 14, _STRING),
         ("paused", 15, _BOOL), ("listen", 16, _STRING),
     ],
+    "UserSecretRequest": [("user", 1, _STRING)],
+    "UserSecretResponse": [("found", 1, _BOOL), ("kind", 2, _STRING), ("secret", 3, _STRING)],
 }
 
 
@@ -104,6 +117,8 @@ def _build() -> dict[str, Any]:
                    output_type=f".{PACKAGE}.HealthResponse", server_streaming=True)
     svc.method.add(name="Status", input_type=f".{PACKAGE}.StatusRequest",
                    output_type=f".{PACKAGE}.StatusResponse")
+    svc.method.add(name="UserSecret", input_type=f".{PACKAGE}.UserSecretRequest",
+                   output_type=f".{PACKAGE}.UserSecretResponse")
     # A pool of our own: nothing else registered in the default pool can clash with it.
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
@@ -121,3 +136,5 @@ HealthResponse: Any = _CLASSES["HealthResponse"]
 StatusRequest: Any = _CLASSES["StatusRequest"]
 PoolStatus: Any = _CLASSES["PoolStatus"]
 StatusResponse: Any = _CLASSES["StatusResponse"]
+UserSecretRequest: Any = _CLASSES["UserSecretRequest"]
+UserSecretResponse: Any = _CLASSES["UserSecretResponse"]

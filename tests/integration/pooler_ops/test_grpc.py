@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from multigres.pgctld.instance import PgInstance
-from multigres.pooler.grpc_service import PoolerClient
+from multigres.rpc.pooler_client import PoolerClient
 from multigres.testing.postgres import PgHarness
 
 from .conftest import StartPooler
@@ -120,4 +120,25 @@ async def test_status(ops_pg: PgInstance, start_pooler: StartPooler) -> None:
     finally:
         for c in conns:
             await c.close()
+        await client.aclose()
+
+
+async def test_user_secret(ops_pg: PgInstance, start_pooler: StartPooler) -> None:
+    """The gateway authenticates clients against the users of Postgres: the pooler gives it
+    their stored secrets (from its auth query)."""
+    with psycopg.connect(ops_pg.endpoint().conninfo(), autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute("DROP ROLE IF EXISTS grpc_secret_user")
+        conn.execute("CREATE ROLE grpc_secret_user LOGIN PASSWORD 'pw-1'")
+        stored = conn.execute("SELECT rolpassword FROM pg_authid "
+                              "WHERE rolname = 'grpc_secret_user'").fetchone()
+    assert stored is not None
+    pooler = start_pooler(ops_pg, http=False)
+    client = PoolerClient(f"127.0.0.1:{pooler.grpc_port}")
+    try:
+        got = await client.user_secret("grpc_secret_user")
+        assert got.found and got.kind == "scram-sha-256" and got.secret == stored[0]
+        missing = await client.user_secret("no_such_user_here")
+        assert not missing.found and missing.secret == ""
+    finally:
         await client.aclose()
