@@ -2,7 +2,9 @@
 
 The default (``multigres cluster init``): one cell ``zone1``, database ``postgres`` with one
 unsharded tablegroup whose shard ``0`` has a primary and two replicas, and a durability policy
-under which any 1 replica must acknowledge each commit.
+under which any 1 replica must acknowledge each commit; a multipooler per instance and one
+multigateway. The ``pooler:`` and ``gateway:`` sections may be left out (files written before
+they existed): their defaults apply.
 """
 
 from __future__ import annotations
@@ -47,6 +49,17 @@ databases:
         shards:
           - name: "0"         # key range; "0" is the whole range (unsharded)
             instances: [zone1, zone1, zone1]   # the cell of each; the first starts as primary
+pooler:                       # one multipooler per Postgres instance (the i-th in config order)
+  listen: 127.0.0.1
+  base_port: 16000            # clients (Postgres protocol): base_port + i
+  grpc_base_port: 16100       # control plane (health, status): grpc_base_port + i
+  http_base_port: 16200       # /metrics, /healthz, /readyz: http_base_port + i
+  pool_size: 20               # server connections per (user, database)
+gateway:
+  listen: 127.0.0.1:15432     # what applications connect to
+  http_port: 15001            # /metrics, /debug/status
+  cell: null                  # null: the first cell
+  replica_lag_threshold: 30   # seconds; replicas further behind get no reads
 """
 
 
@@ -71,8 +84,35 @@ class DatabaseConfig:
 
 
 @dataclass
+class PoolerSettings:
+    """The ``pooler:`` section: instance i's multipooler takes the ports ``*_port + i``."""
+
+    listen: str = "127.0.0.1"
+    base_port: int = 16000
+    grpc_base_port: int = 16100
+    http_base_port: int = 16200
+    pool_size: int = 20
+
+
+@dataclass
+class GatewaySettings:
+    """The ``gateway:`` section: the one multigateway of the local cluster."""
+
+    host: str = "127.0.0.1"
+    port: int = 15432
+    http_port: int = 15001
+    cell: str | None = None  # None: the first cell
+    replica_lag_threshold: float = 30.0
+
+    @property
+    def listen(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
 class InstancePlan:
-    """One Postgres instance the config asks for, with its derived name and port."""
+    """One Postgres instance the config asks for, with its derived name and ports (its own and
+    its multipooler's)."""
 
     name: str
     cell: str
@@ -81,6 +121,9 @@ class InstancePlan:
     tablegroup: str
     shard: str
     initial_primary: bool
+    pooler_port: int = 0
+    pooler_grpc_port: int = 0
+    pooler_http_port: int = 0
 
 
 @dataclass
@@ -98,6 +141,12 @@ class ClusterConfig:
     pg_settings: dict[str, Any] = field(default_factory=dict)
     cells: list[str] = field(default_factory=lambda: ["zone1"])
     databases: list[DatabaseConfig] = field(default_factory=list)
+    pooler: PoolerSettings = field(default_factory=PoolerSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+
+    @property
+    def gateway_cell(self) -> str:
+        return self.gateway.cell or self.cells[0]
 
     def instances(self) -> list[InstancePlan]:
         """Every instance in config order: names ``<cell>-<uid>``, uids from 100 up."""
@@ -116,6 +165,9 @@ class ClusterConfig:
                                 tablegroup=tg.name,
                                 shard=shard.name,
                                 initial_primary=(i == 0),
+                                pooler_port=self.pooler.base_port + n,
+                                pooler_grpc_port=self.pooler.grpc_base_port + n,
+                                pooler_http_port=self.pooler.http_base_port + n,
                             )
                         )
         return out
@@ -169,7 +221,7 @@ def parse(text: str, path: Path) -> ClusterConfig:
         raw,
         path,
         "top level",
-        {"etcd", "topo_root", "postgres", "cells", "databases"},
+        {"etcd", "topo_root", "postgres", "cells", "databases", "pooler", "gateway"},
     )
     cfg = ClusterConfig(path=path)
     etcd = _mapping(top.get("etcd", {}), path, "etcd", {"listen", "peer_port"})
@@ -259,9 +311,79 @@ def parse(text: str, path: Path) -> ClusterConfig:
                     raise ConfigError(f"{path}: {wt}.shards: {e}") from e
             dbc.tablegroups.append(tgc)
         cfg.databases.append(dbc)
-    ports = [p.port for p in cfg.instances()]
-    _expect(max(ports) <= 65535, path, "postgres.base_port", "instance ports run past 65535")
+    cfg.pooler = _pooler(top.get("pooler") or {}, path)
+    cfg.gateway = _gateway(top.get("gateway") or {}, path, cfg.cells)
+    _check_port_clashes(cfg, path)
     return cfg
+
+
+def _hostport(obj: Any, path: Path, where: str) -> tuple[str, int]:
+    try:
+        host, port = split_hostport(_str(obj, path, where))
+    except ValueError as e:
+        raise ConfigError(f"{path}: {where}: {e}") from e
+    _int(port, path, where, 1)
+    return host, port
+
+
+def _pooler(raw: Any, path: Path) -> PoolerSettings:
+    sec = _mapping(
+        raw, path, "pooler", {"listen", "base_port", "grpc_base_port", "http_base_port",
+                              "pool_size"}
+    )
+    out = PoolerSettings()
+    out.listen = _str(sec.get("listen", out.listen), path, "pooler.listen")
+    for key in ("base_port", "grpc_base_port", "http_base_port"):
+        setattr(out, key, _int(sec.get(key, getattr(out, key)), path, f"pooler.{key}", 1))
+    out.pool_size = _int(sec.get("pool_size", out.pool_size), path, "pooler.pool_size", 1, 10000)
+    return out
+
+
+def _gateway(raw: Any, path: Path, cells: list[str]) -> GatewaySettings:
+    sec = _mapping(
+        raw, path, "gateway", {"listen", "http_port", "cell", "replica_lag_threshold"}
+    )
+    out = GatewaySettings()
+    if "listen" in sec:
+        out.host, out.port = _hostport(sec["listen"], path, "gateway.listen")
+    out.http_port = _int(sec.get("http_port", out.http_port), path, "gateway.http_port", 1)
+    if sec.get("cell") is not None:
+        out.cell = _str(sec["cell"], path, "gateway.cell")
+        _expect(out.cell in cells, path, "gateway.cell", f"expected one of {cells}")
+    lag = sec.get("replica_lag_threshold", out.replica_lag_threshold)
+    _expect(
+        isinstance(lag, int | float) and not isinstance(lag, bool) and lag >= 0,
+        path,
+        "gateway.replica_lag_threshold",
+        f"expected a number of seconds >= 0, got {lag!r}",
+    )
+    out.replica_lag_threshold = float(lag)
+    return out
+
+
+def _check_port_clashes(cfg: ClusterConfig, path: Path) -> None:
+    """Every port the cluster binds is in range and wanted by one thing only."""
+    plans = cfg.instances()
+    wanted: list[tuple[int, str, str]] = [
+        (cfg.etcd_port, "etcd.listen", "etcd"),
+        (cfg.etcd_peer_port, "etcd.peer_port", "etcd peer"),
+        *((p.port, "postgres.base_port", f"Postgres {p.name}") for p in plans),
+        *((p.pooler_port, "pooler.base_port", f"pooler {p.name}") for p in plans),
+        *((p.pooler_grpc_port, "pooler.grpc_base_port", f"pooler {p.name} gRPC") for p in plans),
+        *((p.pooler_http_port, "pooler.http_base_port", f"pooler {p.name} HTTP") for p in plans),
+        (cfg.gateway.port, "gateway.listen", "the gateway"),
+        (cfg.gateway.http_port, "gateway.http_port", "the gateway's HTTP"),
+    ]
+    seen: dict[int, tuple[str, str]] = {}
+    for port, where, what in wanted:
+        _expect(port <= 65535, path, where, f"port {port} (for {what}) is past 65535")
+        if port in seen:
+            other, other_where = seen[port]
+            raise ConfigError(
+                f"{path}: {where}: port {port} (for {what}) is also the port of {other} "
+                f"({other_where})"
+            )
+        seen[port] = (what, where)
 
 
 def load(path: Path) -> ClusterConfig:

@@ -1,4 +1,5 @@
-"""Starting and stopping a local cluster: etcd, then Postgres through pgctld, then topology.
+"""Starting and stopping a local cluster: etcd, then Postgres through pgctld, the topology
+records, a multipooler per instance, and the gateway; stopping in the reverse order.
 
 A start that fails half way stops everything it started in that run and says why. Every
 process is recorded in state.json as soon as it runs, so `cluster stop` finds it even after a
@@ -13,22 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multigres.cli.cluster import topology
+from multigres.cli.cluster import services, topology
 from multigres.cli.cluster.config import DEFAULT_CONFIG, ClusterConfig, InstancePlan
 from multigres.cli.cluster.config import load as load_config
+from multigres.cli.cluster.errors import ClusterError as ClusterError  # main.py catches it here
 from multigres.cli.cluster.state import ClusterPaths, ClusterState
 from multigres.netutil import port_in_use
 from multigres.pgctld.binaries import find_bin_dir
 from multigres.pgctld.config import Durability
 from multigres.pgctld.errors import PgctldError
 from multigres.pgctld.instance import InstanceSpec, PgInstance
-from multigres.procutil import pid_alive, terminate
+from multigres.procutil import pid_alive
 from multigres.topo.etcd_process import EtcdError, EtcdProcess, is_etcd_pid, stop_pid
-
-
-class ClusterError(Exception):
-    """A cluster operation failed; the message says why."""
-
 
 Say = Callable[[str], None]
 
@@ -55,6 +52,7 @@ class _Started:
 
     etcd_pid: int | None = None
     instances: list[PgInstance] = field(default_factory=list)
+    processes: list[services.Launched] = field(default_factory=list)  # poolers, gateway
 
 
 def _instances_by_shard(cfg: ClusterConfig) -> dict[tuple[str, str, str], list[InstancePlan]]:
@@ -81,6 +79,17 @@ def _check_ports(cfg: ClusterConfig, paths: ClusterPaths, state: ClusterState) -
         if inst.exists() and inst.is_running():
             continue
         wanted.append((f"Postgres {plan.name}", cfg.pg_listen, plan.port))
+    for plan in cfg.instances():
+        if services.running(state, services.pooler_key(plan.name)) is None:
+            host = cfg.pooler.listen
+            wanted += [
+                (f"pooler {plan.name}", host, plan.pooler_port),
+                (f"pooler {plan.name} gRPC", host, plan.pooler_grpc_port),
+                (f"pooler {plan.name} HTTP", host, plan.pooler_http_port),
+            ]
+    if services.GATEWAY.built() and services.running(state, services.GATEWAY_KEY) is None:
+        gw = cfg.gateway
+        wanted += [("the gateway", gw.host, gw.port), ("the gateway's HTTP", gw.host, gw.http_port)]
     for what, host, port in wanted:
         if port_in_use(port, host):
             raise ClusterError(
@@ -111,10 +120,22 @@ def start(paths: ClusterPaths, say: Say = print) -> ClusterConfig:
         _start_etcd(cfg, paths, state, started, say)
         for plans in _instances_by_shard(cfg).values():
             _start_shard(cfg, paths, bin_dir, plans, state, started, say)
-        asyncio.run(topology.record(cfg, paths))
+        poolers_running = {
+            p.name
+            for p in cfg.instances()
+            if services.running(state, services.pooler_key(p.name)) is not None
+        }
+        asyncio.run(topology.record(cfg, paths, poolers_running))
+        services.start_poolers(cfg, paths, state, started.processes, say)
+        asyncio.run(topology.wait_poolers_serving(cfg, paths))
+        services.start_gateway(cfg, paths, state, started.processes, say)
     except BaseException as e:
         say(f"start failed: {e}")
         say("stopping what this start started ...")
+        services.stop_processes(
+            state, [launched.key for launched in reversed(started.processes)], say
+        )
+        state.save(paths.state)
         for inst in reversed(started.instances):
             try:
                 inst.stop()
@@ -215,8 +236,14 @@ def _start_shard(
 
 
 def stop(paths: ClusterPaths, clean: bool = False, say: Say = print) -> None:
-    """Stop every process the cluster started; with ``clean`` also delete its data."""
+    """Stop every process the cluster started (gateway, poolers, Postgres, etcd; those that
+    crashed are skipped); with ``clean`` also delete its data. Idempotent."""
     state = ClusterState.load(paths.state)
+    # Gateway first (clients leave through it), then the poolers, then what they front.
+    keys = sorted(state.processes, key=lambda k: (k != services.GATEWAY_KEY, k))
+    services.stop_processes(state, keys, say)
+    if paths.root.exists():
+        state.save(paths.state)
     names = set(state.instances)
     if paths.pg_root.exists():
         names |= {d.name for d in paths.pg_root.iterdir() if (d / "pgctld.json").exists()}
@@ -229,10 +256,6 @@ def stop(paths: ClusterPaths, clean: bool = False, say: Say = print) -> None:
                 say(f"stopped postgres {name}")
             except PgctldError as e:
                 errors.append(f"{name}: {e}")
-    for what, pid in sorted(state.processes.items()):
-        if terminate(pid):
-            say(f"stopped {what} (pid {pid})")
-    state.processes = {}
     if _etcd_alive(state) and state.etcd_pid and stop_pid(state.etcd_pid):
         say(f"stopped etcd (pid {state.etcd_pid})")
     state.etcd_pid = None

@@ -1,4 +1,8 @@
-"""``multigres cluster status``: one row per component, as a table or JSON."""
+"""``multigres cluster status``: one row per component, as a table or JSON.
+
+Poolers are asked over gRPC (the first message of their Health stream, with a short
+deadline), the gateway by a TCP connect to its Postgres port.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,17 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import grpc
+
+from multigres.cli.cluster import services
+from multigres.cli.cluster.config import ClusterConfig, InstancePlan
 from multigres.cli.cluster.config import load as load_config
 from multigres.cli.cluster.state import ClusterPaths, ClusterState
 from multigres.pgctld.instance import PgInstance
 from multigres.procutil import pid_alive
+from multigres.rpc import pooler_pb as pb
+
+GRPC_DEADLINE = 2.0
 
 
 @dataclass
@@ -24,13 +35,16 @@ class Row:
     replication_lag_bytes: int | None = None
     replication_lag_s: float | None = None
     detail: str = ""
+    state: str = ""  # running, stopped; serving, not_serving, unreachable; up, down
+    expected: bool = True  # False: not built yet; its health does not count
 
 
 def _etcd_row(state: ClusterState, host: str, port: int) -> Row:
     address = f"{host}:{port}"
     healthy = False
     detail = "not running"
-    if state.etcd_pid and pid_alive(state.etcd_pid):
+    alive = bool(state.etcd_pid and pid_alive(state.etcd_pid))
+    if alive:
         detail = f"pid {state.etcd_pid}"
         try:
             with urllib.request.urlopen(f"http://{address}/health", timeout=2) as resp:
@@ -38,7 +52,63 @@ def _etcd_row(state: ClusterState, host: str, port: int) -> Row:
             healthy = str(body.get("health")) == "true"
         except (urllib.error.URLError, OSError, ValueError) as e:
             detail += f"; /health: {e}"
-    return Row("etcd", "etcd", address, "topology", healthy, detail=detail)
+    what = "running" if healthy else ("unhealthy" if alive else "stopped")
+    return Row("etcd", "etcd", address, "topology", healthy, detail=detail, state=what)
+
+
+def pooler_health(address: str, deadline: float = GRPC_DEADLINE) -> Any:
+    """The first message of the pooler's Health stream (a ``pb.HealthResponse``)."""
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_stream(
+            pb.HEALTH_METHOD,
+            request_serializer=pb.HealthRequest.SerializeToString,
+            response_deserializer=pb.HealthResponse.FromString,
+        )(pb.HealthRequest(), timeout=deadline)
+        try:
+            return next(call)
+        finally:
+            call.cancel()
+
+
+def _pooler_row(cfg: ClusterConfig, state: ClusterState, plan: InstancePlan) -> Row:
+    host = cfg.pooler.listen
+    row = Row("pooler", plan.name, f"{host}:{plan.pooler_port}", "-", False)
+    pid = services.running(state, services.pooler_key(plan.name))
+    details = [f"pid {pid}" if pid else "not running", f"gRPC :{plan.pooler_grpc_port}"]
+    try:
+        msg = pooler_health(f"{host}:{plan.pooler_grpc_port}")
+    except grpc.RpcError as e:
+        row.state = "unreachable" if pid else "stopped"
+        details.append(f"Health: {e.code().name}")
+        row.detail = "; ".join(details)
+        return row
+    row.role = msg.role or "-"
+    row.state = msg.serving_state
+    row.healthy = msg.serving_state == "serving" and msg.pg_reachable
+    if msg.role == "replica":
+        row.replication_lag_bytes = int(msg.replication_lag_bytes)
+        row.replication_lag_s = float(msg.replication_lag_seconds)
+    if not msg.pg_reachable:
+        details.append(f"Postgres unreachable: {msg.error}" if msg.error else
+                       "Postgres unreachable")
+    if msg.paused:
+        details.append("paused")
+    row.detail = "; ".join(details)
+    return row
+
+
+def _gateway_row(cfg: ClusterConfig, state: ClusterState) -> Row:
+    gw = cfg.gateway
+    row = Row("gateway", "gateway", gw.listen, "-", False)
+    if not services.GATEWAY.built():
+        row.state, row.expected, row.detail = "not built", False, "multigres.gateway.cli missing"
+        return row
+    pid = services.running(state, services.GATEWAY_KEY)
+    up = services.accepts(gw.host, gw.port)
+    row.healthy = up and pid is not None
+    row.state = "up" if up else "down"
+    row.detail = f"pid {pid}; cell {cfg.gateway_cell}" if pid else "not running"
+    return row
 
 
 def collect(paths: ClusterPaths) -> list[Row]:
@@ -58,6 +128,7 @@ def collect(paths: ClusterPaths) -> list[Row]:
                     "-",
                     False,
                     detail="not created",
+                    state="not created",
                 )
             )
             continue
@@ -94,13 +165,16 @@ def collect(paths: ClusterPaths) -> list[Row]:
                 lag_b,
                 lag_s,
                 detail,
+                state="running" if st.running else "stopped",
             )
         )
+    rows += [_pooler_row(cfg, state, plan) for plan in cfg.instances()]
+    rows.append(_gateway_row(cfg, state))
     return rows
 
 
 def render_table(rows: list[Row]) -> str:
-    header = ["COMPONENT", "NAME", "ADDRESS", "ROLE", "HEALTHY", "LAG", "DETAIL"]
+    header = ["COMPONENT", "NAME", "ADDRESS", "ROLE", "HEALTHY", "STATE", "LAG", "DETAIL"]
     body = []
     for r in rows:
         if r.replication_lag_bytes is None:
@@ -109,8 +183,9 @@ def render_table(rows: list[Row]) -> str:
             lag = f"{r.replication_lag_bytes} B"
             if r.replication_lag_s is not None:
                 lag += f" / {r.replication_lag_s:.3f} s"
+        healthy = "yes" if r.healthy else ("NO" if r.expected else "-")
         body.append(
-            [r.component, r.name, r.address, r.role, "yes" if r.healthy else "NO", lag, r.detail]
+            [r.component, r.name, r.address, r.role, healthy, r.state or "-", lag, r.detail]
         )
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=False)]
     lines = [
