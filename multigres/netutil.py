@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 
@@ -41,3 +42,24 @@ def split_hostport(addr: str, default_host: str = "127.0.0.1") -> tuple[str, int
         raise ValueError(f"expected HOST:PORT, got {addr!r}")
     host = host.strip("[]") or default_host
     return host, int(port)
+
+
+async def tcp_connect(host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket to ``host:port`` (each address in turn)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for family, type_, proto, _, addr in infos:
+        sock = socket.socket(family, type_, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, addr)
+        except OSError as e:
+            sock.close()
+            last = e
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise last or OSError(f"no address for {host}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import socket
 import ssl
 import struct
 import time
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 from multigres._cy.buffer import ReadBuffer, WriteBuffer, build_message
 from multigres._cy.poolcore import BackendCore
 from multigres._cy.relay import Relay
+from multigres.netutil import tcp_connect
 from multigres.pooler import msgs
 from multigres.pooler.errors import PoolerError
 from multigres.wire import sqlstate as codes
@@ -547,7 +547,7 @@ async def connect(
         async with asyncio.timeout(connect_timeout):
             ctx = server_tls_context(tls_mode, tls_ca)
             if ctx is None and relay is not None:
-                sock = await _tcp_connect(host, port)
+                sock = await tcp_connect(host, port)
                 backend = Backend(pool, auth, server_params)
                 relay.adopt(sock, backend)
             elif ctx is None:
@@ -579,25 +579,6 @@ async def connect(
         ) from e
 
 
-async def _tcp_connect(host: str, port: int) -> socket.socket:
-    """A connected non-blocking TCP socket to ``host:port`` (each address in turn)."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    last: OSError | None = None
-    for family, type_, proto, _, addr in infos:
-        sock = socket.socket(family, type_, proto)
-        sock.setblocking(False)
-        try:
-            await loop.sock_connect(sock, addr)
-        except OSError as e:
-            sock.close()
-            last = e
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    raise last or OSError(f"no address for {host}")
 
 
 _tls_contexts: dict[tuple[str, str | None], ssl.SSLContext | None] = {}

@@ -1,0 +1,247 @@
+"""Which poolers exist and which can serve: topology watches plus each pooler's health stream.
+
+Pooler records come from watching every cell's poolers in the topology (no polling); for each
+pooler with a gRPC port a task follows its Health stream (role, serving state, lag,
+Postgres reachable). A pooler serves a session only while both its record and its latest
+health say it serves; a broken stream means "unknown", which does not serve, and is retried.
+
+Waiting for a target (a restart, a failover) is ``await discovery.changed()``: every change
+of a record or a health message wakes the waiters, who look again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from multigres.rpc.pooler_client import PoolerClient
+from multigres.topo.errors import TopoError
+from multigres.topo.records import Pooler, ServingState
+from multigres.topo.server import TopoServer
+
+log = logging.getLogger("multigres.gateway")
+
+RETRY_MIN = 0.2
+RETRY_MAX = 2.0
+
+
+@dataclass
+class PoolerState:
+    record: Pooler
+    health: Any = None  # the last HealthResponse; None: not known (stream down)
+    health_at: float = 0.0
+    client: PoolerClient | None = None
+    task: asyncio.Task[None] | None = None
+    stream_error: str = ""
+    grpc_address: str = field(default="")
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.record.host, self.record.port
+
+    @property
+    def role(self) -> str:
+        """The role Postgres reports (through the health stream), else the record's."""
+        if self.health is not None and self.health.role:
+            return str(self.health.role)
+        return str(self.record.role)
+
+    @property
+    def serving(self) -> bool:
+        h = self.health
+        return (self.record.port > 0 and self.record.serving_state == ServingState.SERVING
+                and h is not None and h.serving_state == "serving" and h.pg_reachable
+                and bool(h.role))
+
+    @property
+    def lag_seconds(self) -> float:
+        return float(self.health.replication_lag_seconds) if self.health is not None else 0.0
+
+
+class Discovery:
+    def __init__(self, topo: TopoServer, cell: str) -> None:
+        self.topo = topo
+        self.cell = cell
+        self.poolers: dict[tuple[str, str], PoolerState] = {}  # (cell, id) -> state
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rr = itertools.count()
+        self.closed = False
+        # Bumped at every change: a session re-checks its pooler only when this moved.
+        self.generation = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Watch every cell's poolers. Returns once the initial records are in (or the
+        topology is unreachable: then the watches keep retrying in the background)."""
+        try:
+            cells = await self.topo.get_cell_names()
+        except TopoError as e:
+            log.warning("topology unreachable at start (%s); retrying", e)
+            cells = [self.cell]
+        if self.cell not in cells:
+            cells.append(self.cell)
+        ready = [asyncio.Event() for _ in cells]
+        for cell, ev in zip(cells, ready, strict=True):
+            self._tasks.append(asyncio.create_task(self._watch_cell(cell, ev)))
+        try:
+            async with asyncio.timeout(5):
+                await asyncio.gather(*(ev.wait() for ev in ready))
+        except TimeoutError:
+            log.warning("topology watch not ready after 5 s; going on")
+
+    async def close(self) -> None:
+        self.closed = True
+        for t in self._tasks:
+            t.cancel()
+        for st in list(self.poolers.values()):
+            await self._stop_health(st)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._notify()
+
+    # -- change notification ----------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self.generation += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self, within: float) -> None:
+        """Wait until something changes (or ``within`` seconds pass)."""
+        ev = self._changed
+        try:
+            async with asyncio.timeout(within):
+                await ev.wait()
+        except TimeoutError:
+            pass
+
+    # -- choosing a target ------------------------------------------------------------------
+
+    def candidates(self, database: str) -> list[PoolerState]:
+        return [st for st in self.poolers.values() if st.record.database == database]
+
+    def primary(self, database: str) -> PoolerState | None:
+        """The serving primary of the database, if one is known."""
+        found = [st for st in self.candidates(database) if st.serving and st.role == "primary"]
+        if len(found) > 1:
+            # Two poolers report a primary (a switchover in progress, or a split brain that
+            # the orchestrator has yet to fence): trust the topology's choice too.
+            agreed = [st for st in found if st.record.role == "primary"]
+            found = agreed or found
+            found.sort(key=lambda st: -st.health_at)
+        return found[0] if found else None
+
+    def replica(self, database: str, max_lag: float) -> PoolerState | None:
+        """A serving replica under ``max_lag`` seconds of lag, from this cell if one is."""
+        found = [st for st in self.candidates(database)
+                 if st.serving and st.role == "replica" and st.lag_seconds < max_lag]
+        local = [st for st in found if st.record.cell == self.cell]
+        pick = local or found
+        if not pick:
+            return None
+        pick.sort(key=lambda st: st.id)
+        return pick[next(self._rr) % len(pick)]
+
+    def secret_source(self, database: str | None) -> PoolerState | None:
+        """A pooler to ask for users' secrets: a primary, else any reachable one."""
+        pool = self.candidates(database) if database else list(self.poolers.values())
+        pool = [st for st in pool if st.record.grpc_port > 0]
+        pool.sort(key=lambda st: (st.role != "primary", not st.serving, st.id))
+        return pool[0] if pool else None
+
+    # -- topology watch ---------------------------------------------------------------------
+
+    async def _watch_cell(self, cell: str, ready: asyncio.Event) -> None:
+        delay = RETRY_MIN
+        while not self.closed:
+            try:
+                async with self.topo.watch_poolers(cell) as watch:
+                    seen = {c.name for c in watch.initial}
+                    for key in [k for k in self.poolers if k[0] == cell and k[1] not in seen]:
+                        await self._remove(key)
+                    for change in watch.initial:
+                        await self._apply(cell, change.name, change.record)
+                    ready.set()
+                    delay = RETRY_MIN
+                    async for change in watch:
+                        await self._apply(cell, change.name, change.record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the topology went away: keep what we know, retry
+                log.warning("watching poolers of cell %s: %s; retrying", cell, e)
+            ready.set()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _apply(self, cell: str, name: str, record: Pooler | None) -> None:
+        key = (cell, name)
+        if record is None:
+            await self._remove(key)
+            return
+        st = self.poolers.get(key)
+        grpc_address = f"{record.host}:{record.grpc_port}" if record.grpc_port else ""
+        if st is None:
+            st = PoolerState(record)
+            self.poolers[key] = st
+        else:
+            st.record = record
+        if st.grpc_address != grpc_address:
+            await self._stop_health(st)
+            st.grpc_address = grpc_address
+            if grpc_address:
+                st.client = PoolerClient(grpc_address)
+                st.task = asyncio.create_task(self._follow_health(st))
+        self._notify()
+
+    async def _remove(self, key: tuple[str, str]) -> None:
+        st = self.poolers.pop(key, None)
+        if st is not None:
+            await self._stop_health(st)
+            self._notify()
+
+    async def _stop_health(self, st: PoolerState) -> None:
+        if st.task is not None:
+            st.task.cancel()
+            await asyncio.gather(st.task, return_exceptions=True)
+            st.task = None
+        if st.client is not None:
+            await st.client.aclose()
+            st.client = None
+        st.health = None
+
+    async def _follow_health(self, st: PoolerState) -> None:
+        delay = RETRY_MIN
+        client = st.client
+        assert client is not None
+        while True:
+            call = client.health()
+            try:
+                async for msg in call:
+                    st.health = msg
+                    st.health_at = time.monotonic()
+                    st.stream_error = ""
+                    delay = RETRY_MIN
+                    self._notify()
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+            except Exception as e:
+                st.stream_error = str(e.details() if isinstance(e, grpc.aio.AioRpcError) else e)
+            finally:
+                call.cancel()
+            if st.health is not None:
+                st.health = None
+                self._notify()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)

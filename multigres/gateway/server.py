@@ -1,0 +1,114 @@
+"""The gateway's listener and registry: sessions, their cancel keys, discovery, secrets.
+
+Client sockets live on the relay (the I/O engine shared with the pooler: one epoll fd per
+loop, recv/send from C); TLS sessions move to uvloop's transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
+
+from multigres._cy.relay import Relay
+from multigres.gateway.config import GatewayConfig
+from multigres.gateway.discovery import Discovery
+from multigres.gateway.secrets import UserSecrets
+from multigres.gateway.session import Session
+from multigres.netutil import split_hostport
+from multigres.topo.etcd import EtcdConn
+from multigres.topo.server import TopoServer
+from multigres.wire.tls import make_server_context
+
+log = logging.getLogger("multigres.gateway")
+
+
+class GatewayServer:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.sessions: set[Session] = set()
+        self.keys: dict[tuple[int, int], Session] = {}
+        self.stats: Counter[str] = Counter()
+        self.buffered = 0  # sessions waiting for a target right now
+        self.tls_context: ssl.SSLContext | None = None
+        if config.tls_cert is not None and config.tls_key is not None:
+            self.tls_context = make_server_context(config.tls_cert, config.tls_key)
+        host, port = split_hostport(config.topo)
+        self.topo = TopoServer(EtcdConn(f"{host}:{port}", root=config.topo_root))
+        self.discovery = Discovery(self.topo, config.cell)
+        self.secrets = UserSecrets(self.discovery)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.relay: Relay
+        self.sock: socket.socket | None = None
+        self.port = 0
+
+    def bind(self) -> socket.socket:
+        """Bind the client socket (before anything starts: a taken port is one clear line)."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.config.listen_host
+                             else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.listen_host, self.config.listen_port))
+        except OSError as e:
+            sock.close()
+            raise OSError(e.errno, f"cannot listen on {self.config.listen} (--listen): "
+                          f"{e.strerror}") from None
+        sock.listen(1024)
+        sock.setblocking(False)
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        return sock
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.relay = Relay(loop)
+        await self.discovery.start()
+        sock = self.sock or self.bind()
+        self.relay.listen(sock, lambda: Session(self))
+        log.info("gateway listening on %s:%d", self.config.listen_host, self.port)
+
+    async def close(self) -> None:
+        for s in list(self.sessions):
+            s.close()
+        self.relay.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.discovery.close()
+        await self.topo.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- sessions and cancel keys -----------------------------------------------------------
+
+    def register_key(self, session: Session, pid: int) -> tuple[int, int]:
+        """The session's BackendKeyData: the pid of its first server connection (what
+        ``pg_backend_pid()`` shows it) and a random secret that only this gateway knows."""
+        while True:
+            secret = int.from_bytes(os.urandom(4), "big", signed=True)
+            key = (pid, secret)
+            if key not in self.keys:
+                self.keys[key] = session
+                return key
+
+    def forget(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if self.keys.get(session.key) is session:
+            del self.keys[session.key]
+
+    def cancel(self, pid: int, secret: int) -> None:
+        session = self.keys.get((pid, secret))
+        if session is None:
+            return  # as Postgres: no answer either way
+        up = session.upstream
+        if up is not None and session.in_flight:
+            self.stats["cancels"] += 1
+            self.spawn(up.cancel())

@@ -1,0 +1,720 @@
+"""One client of the gateway: startup, authentication, then its statements.
+
+For an unsharded database a session holds one connection to the pooler of its target (the
+primary, or a replica for ``db@replica`` sessions) and forwards the protocol both ways; the
+pooler does the transaction pooling and the session-state work on Postgres's side. The
+gateway's own job is to keep the client connected while poolers and primaries change:
+
+- at every statement boundary outside a transaction (nothing in flight, status idle) the
+  session checks, only when discovery saw a change, that its pooler is still the right
+  target; if not, it opens a connection to the new one (buffering: the client's messages
+  wait, bounded by ``buffer_timeout`` and ``buffer_size``), rebuilds the session state there
+  (settings, protocol-level prepared statements), and sends them on;
+- a pooler lost mid-statement gives the statements in flight an error with SQLSTATE 08006;
+  one lost inside a transaction leaves the client in a failed transaction (25P02 for each
+  statement) until it ends it with ROLLBACK (or COMMIT), as after any error, so that no
+  statement of the broken transaction runs outside it;
+- state that cannot be rebuilt elsewhere (temp tables, LISTEN, session advisory locks, SQL
+  PREPARE, WITH HOLD cursors, untracked settings) makes the session stay on its pooler: if
+  that pooler goes, the client is closed with FATAL 08006 naming what was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING
+
+from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
+from multigres._cy.relay import Conn
+from multigres.gateway.upstream import Upstream, open_upstream
+from multigres.sql.session import Kind, may_have_effects, session_effects
+from multigres.wire import sqlstate as codes
+from multigres.wire.auth import (
+    AuthExchange,
+    AuthMethod,
+    ClientAuthExchange,
+    Credential,
+    CredentialKind,
+    ScramPassThrough,
+)
+from multigres.wire.auth_errors import AuthFailed
+from multigres.wire.errors import PgError
+from multigres.wire.protocol import (
+    CANCEL_REQUEST_CODE,
+    GSSENC_REQUEST_CODE,
+    SSL_REQUEST_CODE,
+    build_auth,
+    build_backend_key_data,
+    build_command_complete,
+    build_negotiate_protocol_version,
+    build_parameter_status,
+    build_ready_for_query,
+    parse_startup,
+)
+
+if TYPE_CHECKING:
+    from multigres.gateway.discovery import PoolerState
+    from multigres.gateway.server import GatewayServer
+
+log = logging.getLogger("multigres.gateway")
+
+STARTUP, AUTH, CONNECTING, READY, CLOSED = range(5)
+
+_Q, _P, _C, _X, _S, _F, _Z, _E, _p = (ord(c) for c in "QPCXSFZEp")
+_I, _T = ord("I"), ord("T")
+# Client messages the session looks at; everything else is forwarded in runs.
+CLIENT_STOP = b"QPCXSF"
+RFQ = {_I: build_ready_for_query(_I), _T: build_ready_for_query(_T),
+       _E: build_ready_for_query(_E)}
+# Held client bytes while no pooler is attached, before reading pauses.
+HOLD_LIMIT = 256 * 1024
+# Effects that can be rebuilt on another pooler by running the statement again.
+_REPLAYABLE = {Kind.SET, Kind.RESET, Kind.RESET_ALL}
+_END_TX_WORDS = (b"rollback", b"abort", b"commit", b"end")
+
+
+def _parse_target(params: dict[str, str]) -> tuple[str, str]:
+    """(database, target) from the startup parameters: ``db@replica`` or the option
+    ``multigres.target`` (a startup parameter or ``-c multigres.target=...`` in options)."""
+    database = params.get("database") or params.get("user", "")
+    target = params.pop("multigres.target", "")
+    options = params.get("options", "")
+    if "multigres.target" in options:
+        kept = []
+        words = options.split()
+        i = 0
+        while i < len(words):
+            w = words[i]
+            arg = w[2:] if w.startswith("-c") and len(w) > 2 else None
+            if w == "-c" and i + 1 < len(words):
+                arg = words[i + 1]
+                i += 1
+            elif w.startswith("--"):
+                arg = w[2:]
+            if arg is not None and arg.startswith("multigres.target="):
+                target = arg.split("=", 1)[1]
+            elif arg is not None:
+                kept.append(f"-c {arg}")
+            else:
+                kept.append(w)
+            i += 1
+        if kept:
+            params["options"] = " ".join(kept)
+        else:
+            params.pop("options", None)
+    if "@" in database:
+        database, _, at = database.rpartition("@")
+        target = target or at
+    target = (target or "primary").lower()
+    if target not in ("primary", "replica"):
+        raise PgError(f"unknown target {target!r}: use primary or replica",
+                      codes.INVALID_PARAMETER_VALUE)
+    return database, target
+
+
+class Session(asyncio.Protocol):
+    def __init__(self, server: GatewayServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.rbuf = ReadBuffer(server.config.max_message_size)
+        self.state = STARTUP
+        self.busy = False  # a task (TLS, login, a move to another pooler) owns the session
+        self.user = ""
+        self.database = ""
+        self.target = "primary"
+        self.params: dict[str, str] = {}
+        self.tls = False
+        self.auth: AuthExchange | None = None
+        self.credential: Credential | None = None
+        self.scram: ScramPassThrough | None = None
+        self.upstream: Upstream | None = None
+        self.pooler: PoolerState | None = None
+        self.generation = -1  # discovery's generation when the pooler was last checked
+        self.key = (0, 0)
+        self.tx_status = _I
+        self.in_flight = 0  # queries and Syncs sent whose ReadyForQuery has not come back
+        self.failed_tx = False  # the pooler was lost inside a transaction
+        self.pending_error: PgError | None = None
+        self.replay: list[bytes] = []  # messages that rebuild the session state elsewhere
+        self.pinned = ""  # why the session cannot move (empty: it can)
+        self.urbuf = ReadBuffer(server.config.max_message_size)
+        self.reading = True
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.sessions.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = CLOSED
+        self.server.forget(self)
+        up, self.upstream = self.upstream, None
+        if up is not None:
+            if self.in_flight:
+                self.server.spawn(up.cancel())
+                up.abort()
+            else:
+                up.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.rbuf.feed_data(data)
+        try:
+            self._process()
+        except ProtocolError as e:
+            self.fatal(PgError(str(e), codes.PROTOCOL_VIOLATION))
+        except PgError as e:
+            self.fatal(e)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        # The client reads slowly: stop reading from its pooler, so that the pooler (and
+        # behind it Postgres) holds the rest.
+        up = self.upstream
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        up = self.upstream
+        if up is not None and up.transport is not None and not up.closed:
+            up.transport.resume_reading()
+
+    # -- output -----------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and self.state != CLOSED:
+            self.transport.write(data)
+
+    def fatal(self, err: PgError) -> None:
+        if self.state == CLOSED:
+            return
+        err.severity = err.localized_severity = "FATAL"
+        self.send(err.to_message())
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self.state = CLOSED
+
+    # -- the dispatcher ---------------------------------------------------------------------
+
+    def _process(self) -> None:
+        state = self.state
+        if self.busy or state == CLOSED:
+            self._hold()
+            return
+        if state == READY:
+            self._forward()
+        elif state == STARTUP:
+            self._startup()
+        elif state == AUTH:
+            self._auth()
+        else:
+            self._hold()
+
+    def _hold(self) -> None:
+        """Bytes arrived while the session cannot use them yet: keep them, but stop reading
+        once too much waits."""
+        if self.reading and self.rbuf.buffered() > HOLD_LIMIT and self.transport is not None:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def _go_on(self) -> None:
+        """The task that owned the session is done: handle what arrived meanwhile."""
+        self.busy = False
+        if not self.reading and self.transport is not None and self.state != CLOSED:
+            self.reading = True
+            self.transport.resume_reading()
+        try:
+            self._process()
+        except ProtocolError as e:
+            self.fatal(PgError(str(e), codes.PROTOCOL_VIOLATION))
+        except PgError as e:
+            self.fatal(e)
+
+    # -- startup ----------------------------------------------------------------------------
+
+    def _startup(self) -> None:
+        rb = self.rbuf
+        while self.state == STARTUP and not self.busy:
+            if not rb.take_startup_message():
+                return
+            packet = parse_startup(rb.consume_message())
+            code = packet.code
+            if code == SSL_REQUEST_CODE:
+                self._ssl_request()
+            elif code == GSSENC_REQUEST_CODE:
+                self.send(b"N")  # no GSSAPI encryption: the client goes on without it
+            elif code == CANCEL_REQUEST_CODE:
+                self.server.cancel(packet.pid, packet.key)
+                self.close()
+            elif code >> 16 == 3:
+                self._startup_message(code & 0xFFFF, dict(packet.params))
+            else:
+                raise PgError(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: "
+                              "server supports 3.0", codes.FEATURE_NOT_SUPPORTED)
+
+    def _ssl_request(self) -> None:
+        ctx = self.server.tls_context
+        if ctx is None or self.tls:
+            self.send(b"N")
+            return
+        if self.rbuf.buffered():
+            # Bytes between SSLRequest and the handshake could come from a man in the middle
+            # (CVE-2021-23214): refuse them.
+            raise PgError("received unencrypted data after SSL request",
+                          codes.PROTOCOL_VIOLATION)
+        self.send(b"S")
+        self.busy = True
+        self.server.spawn(self._handshake(ctx))
+
+    async def _handshake(self, ctx: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        transport = self.transport
+        assert transport is not None
+        try:
+            if isinstance(transport, Conn):
+                # TLS runs on uvloop's transports: hand it the socket.
+                sock = socket.socket(fileno=transport.detach())
+                try:
+                    transport, _ = await loop.connect_accepted_socket(lambda: self, sock)
+                except BaseException:
+                    sock.close()
+                    raise
+            new = await loop.start_tls(transport, self, ctx, server_side=True)
+        except (OSError, ConnectionError, RuntimeError):
+            self.state = CLOSED
+            self.server.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if new is None:
+            self.state = CLOSED
+            return
+        self.transport = new
+        self.tls = True
+        self._go_on()
+
+    def _startup_message(self, minor: int, params: dict[str, str]) -> None:
+        unknown = sorted(k for k in params if k.startswith("_pq_."))
+        if minor > 0 or unknown:
+            self.send(build_negotiate_protocol_version(0, unknown))
+            for k in unknown:
+                del params[k]
+        user = params.get("user")
+        if not user:
+            raise PgError("no PostgreSQL user name specified in startup packet",
+                          codes.INVALID_AUTHORIZATION_SPECIFICATION)
+        if params.get("replication", "false").lower() not in ("false", "0", "off", "no"):
+            raise PgError("replication connections are not supported by the gateway",
+                          codes.FEATURE_NOT_SUPPORTED,
+                          hint="connect to a Postgres instance directly for replication")
+        server = self.server
+        if len(server.sessions) > server.config.max_client_conn:
+            raise PgError(f"sorry, too many clients already (max_client_conn = "
+                          f"{server.config.max_client_conn})", codes.TOO_MANY_CONNECTIONS)
+        database, target = _parse_target(params)
+        params["database"] = database
+        self.user, self.database, self.target, self.params = user, database, target, params
+        self.state = AUTH
+        self.busy = True
+        server.spawn(self._lookup_secret())
+
+    # -- authentication ---------------------------------------------------------------------
+
+    async def _lookup_secret(self) -> None:
+        try:
+            cred = await self.server.secrets.lookup(self.user, self.database)
+        except PgError as e:
+            self.fatal(e)
+            return
+        if self.state == CLOSED:
+            return
+        self.credential = cred
+        self.auth = AuthExchange(AuthMethod.SCRAM, self.user, cred)
+        try:
+            self._send_auth(self.auth.start())
+        except (AuthFailed, PgError) as e:
+            self._auth_failed(e)
+            return
+        self._go_on()
+
+    def _auth(self) -> None:
+        rb = self.rbuf
+        while self.state == AUTH and not self.busy:
+            if not rb.take_message():
+                return
+            if rb.get_message_type() != _p:
+                raise PgError(f"expected a password message, got message type "
+                              f"{chr(rb.get_message_type())!r}", codes.PROTOCOL_VIOLATION)
+            assert self.auth is not None
+            try:
+                self._send_auth(self.auth.feed(rb.consume_message()))
+            except AuthFailed as e:
+                self._auth_failed(e)
+
+    def _send_auth(self, requests: list) -> None:  # type: ignore[type-arg]
+        exchange = self.auth
+        assert exchange is not None
+        for req in requests:
+            if req.code != 0:  # AuthenticationOk goes with the login's answer
+                self.send(req.message())
+        if exchange.done:
+            self.scram = ScramPassThrough.from_exchange(exchange)
+            self.auth = None
+            self.state = CONNECTING
+            self.busy = True
+            self.server.spawn(self._login())
+
+    def _auth_failed(self, e: AuthFailed | PgError) -> None:
+        self.server.stats["auth_failures"] += 1
+        if isinstance(e, AuthFailed):
+            e = PgError(e.message, e.sqlstate, detail=e.detail)
+        self.fatal(e)
+
+    def login_auth(self) -> ClientAuthExchange:
+        """How this session's connections to poolers log in as its user."""
+        cred = self.credential
+        if cred is not None and cred.kind is CredentialKind.PLAINTEXT:
+            return ClientAuthExchange(self.user, password=cred.secret)
+        return ClientAuthExchange(self.user, scram=self.scram)
+
+    async def _login(self) -> None:
+        try:
+            up = await self._connect_upstream()
+        except PgError as e:
+            self.fatal(e)
+            return
+        if self.state == CLOSED:
+            up.close()
+            return
+        self.key = self.server.register_key(self, up.pid)
+        out = [build_auth(0)]
+        out += [build_parameter_status(k, v) for k, v in up.params.items()]
+        out.append(build_backend_key_data(*self.key))
+        out.append(RFQ[_I])
+        self.send(b"".join(out))
+        self.state = READY
+        self._attach(up)
+        self._go_on()
+
+    # -- choosing and (re)connecting to a pooler --------------------------------------------
+
+    def _pick(self) -> PoolerState | None:
+        d = self.server.discovery
+        if self.target == "replica":
+            st = d.replica(self.database, self.server.config.replica_lag_threshold)
+            if st is not None:
+                return st
+        return d.primary(self.database)
+
+    def _target_ok(self, st: PoolerState) -> bool:
+        if not st.serving:
+            return False
+        if st.role == "primary":
+            # A replica session on the primary (the fallback) moves when a replica qualifies.
+            return self.target == "primary" or self._pick() is st
+        return (self.target == "replica"
+                and st.lag_seconds < self.server.config.replica_lag_threshold)
+
+    async def _connect_upstream(self) -> Upstream:
+        """Wait (bounded) for a serving target and log in to its pooler."""
+        server = self.server
+        cfg = server.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.buffer_timeout
+        waiting = False
+        try:
+            while True:
+                if not server.discovery.candidates(self.database) and server.discovery.poolers:
+                    known = sorted({st.record.database for st in server.discovery.poolers.values()})
+                    raise PgError(f'database "{self.database}" does not exist',
+                                  codes.INVALID_CATALOG_NAME,
+                                  hint=f"this cluster serves: {', '.join(known)}")
+                st = self._pick()
+                if st is not None:
+                    try:
+                        up = await open_upstream(
+                            server.relay, st.id, st.record.host, st.record.port,
+                            {k: v for k, v in self.params.items()}, self.login_auth(),
+                            cfg.pooler_connect_timeout)
+                    except PgError as e:
+                        if not e.sqlstate.startswith("08"):
+                            raise  # the pooler's (or Postgres's) own answer: pass it on
+                        log.info("session %s: %s; waiting for another target", self.key, e)
+                    else:
+                        self.pooler = st
+                        self.generation = server.discovery.generation
+                        return up
+                left = deadline - loop.time()
+                if left <= 0:
+                    what = "replica or primary" if self.target == "replica" else "primary"
+                    raise PgError(
+                        f"no serving {what} for database {self.database!r} within "
+                        f"{cfg.buffer_timeout:g} s",
+                        codes.CONNECTION_FAILURE,
+                        hint="the gateway waits this long (buffer_timeout) during a failover; "
+                             "see `multigres cluster status`")
+                if not waiting:
+                    if server.buffered >= cfg.buffer_size:
+                        raise PgError("too many statements are waiting for a primary "
+                                      f"(buffer_size = {cfg.buffer_size})",
+                                      codes.TOO_MANY_CONNECTIONS)
+                    server.buffered += 1
+                    waiting = True
+                await server.discovery.changed(min(left, 1.0))
+        finally:
+            if waiting:
+                server.buffered -= 1
+
+    def _attach(self, up: Upstream) -> None:
+        self.upstream = up
+        self.urbuf = ReadBuffer(self.server.config.max_message_size)
+        rest = up.attach(self)
+        if rest:
+            self.upstream_data(up, rest)
+
+    async def _move(self) -> None:
+        """Open a connection to the current target, rebuild the session state there, and
+        go on with what the client sent meanwhile."""
+        old, self.upstream = self.upstream, None
+        if old is not None:
+            old.close()
+        try:
+            up = await self._connect_upstream()
+            if self.replay:
+                await self._replay(up)
+        except PgError as e:
+            self.pending_error = e
+            self.failed_tx = False
+            self._go_on()
+            return
+        if self.state == CLOSED:
+            up.close()
+            return
+        self.server.stats["moves"] += 1
+        self._attach(up)
+        self._go_on()
+
+    async def _replay(self, up: Upstream) -> None:
+        """Run the statements that rebuild this session's state on ``up`` (before any of the
+        client's): its SETs and its protocol-level prepared statements."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        rb = ReadBuffer(self.server.config.max_message_size)
+        expect = sum(1 for m in self.replay if m[0] == _Q) + 1  # + the final Sync
+        errors: list[PgError] = []
+
+        class _Replay:
+            def upstream_data(_self, _up: Upstream, data: bytes) -> None:
+                nonlocal expect
+                rb.feed_data(data)
+                while rb.take_message():
+                    t = rb.get_message_type()
+                    if t == _E:
+                        errors.append(PgError.from_payload(rb.consume_message()))
+                    elif t == _Z:
+                        rb.discard_message()
+                        expect -= 1
+                        if expect == 0 and not done.done():
+                            done.set_result(None)
+                    else:
+                        rb.discard_message()
+
+            def upstream_lost(_self, _up: Upstream, exc: Exception | None) -> None:
+                if not done.done():
+                    done.set_exception(PgError("the pooler closed the connection while the "
+                                               "session state was rebuilt",
+                                               codes.CONNECTION_FAILURE))
+
+        up.attach(_Replay())
+        up.write(b"".join(self.replay) + build_message(_S))
+        async with asyncio.timeout(self.server.config.buffer_timeout):
+            await done
+        if errors:
+            up.close()
+            raise PgError(f"the session's state could not be rebuilt on pooler {up.pooler_id}: "
+                          f"{errors[0].message}", codes.CONNECTION_FAILURE)
+
+    # -- the data path ----------------------------------------------------------------------
+
+    def _forward(self) -> None:
+        rb = self.rbuf
+        up = self.upstream
+        if self.in_flight == 0 and self.tx_status == _I and not self.failed_tx:
+            if up is None or (self.server.discovery.generation != self.generation
+                              and not self._still_right()):
+                if not rb.buffered():
+                    return
+                if up is not None and self.pinned:
+                    self.fatal(PgError(
+                        f"the session's pooler {up.pooler_id} no longer serves it, and the "
+                        f"session holds state that cannot move ({self.pinned})",
+                        codes.CONNECTION_FAILURE, hint="reconnect"))
+                    return
+                if self.pending_error is None:
+                    self.busy = True
+                    self.server.spawn(self._move())
+                    return
+        out: list[bytes] = []
+        while True:
+            run = rb.take_run(CLIENT_STOP)
+            if run:
+                out.append(run)
+            if not rb.take_message():
+                break
+            t = rb.get_message_type()
+            if self.failed_tx or self.pending_error is not None or up is None:
+                self._answer_locally(t)
+                continue
+            if t == _Q:
+                msg = rb.message_bytes()
+                self._on_query(msg)
+                self.in_flight += 1
+                out.append(msg)
+            elif t == _S or t == _F:
+                self.in_flight += 1
+                out.append(rb.message_bytes())
+            elif t == _P:
+                msg = rb.message_bytes()
+                if msg[5] != 0:  # a named statement: rebuilt on another pooler
+                    self.replay.append(msg)
+                out.append(msg)
+            elif t == _C:
+                msg = rb.message_bytes()
+                if msg[5] == ord("S"):
+                    self._forget_statement(msg)
+                out.append(msg)
+            elif t == _X:
+                if out and up is not None:
+                    up.write(b"".join(out))
+                self.close()
+                return
+        if out and up is not None:
+            up.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _still_right(self) -> bool:
+        st = self.pooler
+        self.generation = self.server.discovery.generation
+        if st is None or st is not self.server.discovery.poolers.get((st.record.cell, st.id)):
+            return False
+        return self._target_ok(st)
+
+    def _forget_statement(self, close_msg: bytes) -> None:
+        name = close_msg[6:close_msg.index(b"\x00", 6)]
+        self.replay = [m for m in self.replay
+                       if not (m[0] == _P and m[5:5 + len(name) + 1] == name + b"\x00")]
+
+    def _on_query(self, msg: bytes) -> None:
+        """Follow the session state a simple query changes: replayable SETs, or a pin."""
+        sql = msg[5:-1]
+        if not may_have_effects(sql.decode("utf-8", "replace")):
+            return
+        effects = session_effects(sql.decode("utf-8", "replace"))
+        for e in effects:
+            if e.kind in _REPLAYABLE:
+                if self.tx_status == _I:
+                    self.replay.append(msg)
+                else:
+                    self.pinned = self.pinned or "a setting changed inside a transaction"
+            elif e.kind is Kind.DISCARD_ALL:
+                self.replay = []
+                self.pinned = ""
+            elif e.kind in (Kind.DEALLOCATE, Kind.DEALLOCATE_ALL, Kind.CLOSE, Kind.CLOSE_ALL,
+                            Kind.UNLISTEN, Kind.UNLISTEN_ALL, Kind.ADVISORY_UNLOCK,
+                            Kind.ADVISORY_UNLOCK_ALL, Kind.DROP, Kind.SAVEPOINT, Kind.RELEASE,
+                            Kind.ROLLBACK_TO, Kind.ROLLBACK, Kind.DISCARD_PLANS):
+                continue
+            else:
+                self.pinned = self.pinned or e.kind.value.replace("_", " ")
+
+    def _answer_locally(self, t: int) -> None:
+        """A message while the session has no pooler: after a lost pooler, or while the
+        gateway could not find a new one."""
+        rb = self.rbuf
+        if t == _X:
+            self.close()
+            return
+        err = self.pending_error
+        if t == _Q:
+            sql = rb.message_bytes()[5:-1].lstrip().lower()
+            if self.failed_tx and err is None and sql.startswith(_END_TX_WORDS):
+                self.failed_tx = False
+                tag = "COMMIT" if sql.startswith((b"commit", b"end")) else "ROLLBACK"
+                # COMMIT of a failed transaction rolls back, as Postgres reports it.
+                self.send(build_command_complete("ROLLBACK" if tag == "COMMIT" else tag)
+                          + RFQ[_I])
+                return
+        elif t != _S:
+            return  # skipped until Sync, as Postgres skips after an error
+        if err is not None:
+            self.pending_error = None
+            self.send(err.to_message() + RFQ[_E if self.failed_tx else _I])
+        elif self.failed_tx:
+            self.send(PgError("current transaction is aborted, commands ignored until end of "
+                              "transaction block", codes.IN_FAILED_SQL_TRANSACTION).to_message()
+                      + RFQ[_E])
+        else:
+            self.send(RFQ[_I])
+
+    # -- the pooler's side ------------------------------------------------------------------
+
+    def upstream_data(self, up: Upstream, data: bytes) -> None:
+        rb = self.urbuf
+        rb.feed_data(data)
+        out: list[bytes] = []
+        while True:
+            run = rb.take_run(b"ZE")
+            if run:
+                out.append(run)
+            if not rb.take_message():
+                break
+            if rb.get_message_type() == _Z:
+                msg = rb.message_bytes()
+                self.tx_status = msg[5]
+                if self.in_flight:
+                    self.in_flight -= 1
+                out.append(msg)
+            else:
+                msg = rb.message_bytes()
+                if b"SFATAL\x00" in msg or b"SPANIC\x00" in msg:
+                    # The pooler is going away (shutdown, a lost server): not the client's
+                    # end. Its connection closes next, and upstream_lost decides.
+                    continue
+                out.append(msg)
+        if out:
+            self.send(out[0] if len(out) == 1 else b"".join(out))
+
+    def upstream_lost(self, up: Upstream, exc: Exception | None) -> None:
+        if up is not self.upstream or self.state == CLOSED:
+            return
+        self.upstream = None
+        self.server.stats["pooler_lost"] += 1
+        err = PgError(f"the connection to pooler {up.pooler_id} was lost",
+                      codes.CONNECTION_FAILURE)
+        if self.pinned:
+            err.message += f"; the session's state ({self.pinned}) is gone with it"
+            self.fatal(err)
+            return
+        in_tx = self.tx_status != _I
+        if in_tx:
+            err.message += "; the transaction was rolled back"
+            err.hint = "run the transaction again"
+        if self.in_flight:
+            n, self.in_flight = self.in_flight, 0
+            self.failed_tx = in_tx
+            status = RFQ[_E if in_tx else _I]
+            self.send(err.to_message() + status + status * (n - 1))
+        elif in_tx:
+            self.failed_tx = True
+            self.pending_error = err
+        self.tx_status = _I
+        if self.rbuf.buffered():
+            self._process()
+

@@ -1,0 +1,196 @@
+"""A gateway's connection to a pooler, logged in as one client's user.
+
+The gateway speaks the Postgres protocol to the pooler as any client would: a StartupMessage
+with the client's own parameters, then SCRAM with the ClientKey proven by the client's login
+at the gateway (pass-through: no password is ever stored). After login the connection is in
+data mode: every byte the pooler sends goes to the session's ``upstream_data``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Protocol
+
+from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
+from multigres._cy.relay import Relay
+from multigres.netutil import tcp_connect
+from multigres.wire import sqlstate as codes
+from multigres.wire.auth import AuthRequest, ClientAuthExchange
+from multigres.wire.auth_errors import AuthFailed
+from multigres.wire.errors import PgError
+from multigres.wire.protocol import build_cancel_request, build_startup_message
+
+_R, _S, _K, _Z, _E, _P = (ord(c) for c in "RSKZEp")
+TERMINATE = build_message(ord("X"))
+
+
+class Sink(Protocol):
+    def upstream_data(self, up: Upstream, data: bytes) -> None: ...
+    def upstream_lost(self, up: Upstream, exc: Exception | None) -> None: ...
+
+
+class Upstream(asyncio.Protocol):
+    def __init__(self, pooler_id: str, host: str, port: int, auth: ClientAuthExchange) -> None:
+        self.pooler_id = pooler_id
+        self.host = host
+        self.port = port
+        self.auth = auth
+        self.rbuf: ReadBuffer | None = ReadBuffer()
+        self.ready: asyncio.Future[Upstream] = asyncio.get_running_loop().create_future()
+        self.params: dict[str, str] = {}
+        self.pid = 0
+        self.secret = 0
+        self.transport: asyncio.Transport | None = None
+        self.sink: Sink | None = None
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Upstream {self.pooler_id} {self.host}:{self.port} pid={self.pid}>"
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_data(self, data)
+            return
+        rb = self.rbuf
+        if rb is None:  # closed while logging in
+            return
+        rb.feed_data(data)
+        try:
+            self._login_messages(rb)
+        except (ProtocolError, AuthFailed, ValueError) as e:
+            self._fail(PgError(f"login to pooler {self.pooler_id} failed: {e}",
+                               codes.CONNECTION_FAILURE))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.ready.done():
+            self.ready.set_exception(PgError(
+                f"pooler {self.pooler_id} at {self.host}:{self.port} closed the connection "
+                "during login", codes.CONNECTION_FAILURE))
+        elif self.sink is not None:
+            sink, self.sink = self.sink, None
+            sink.upstream_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- login ------------------------------------------------------------------------------
+
+    def _login_messages(self, rb: ReadBuffer) -> None:
+        while rb.take_message():
+            t = rb.get_message_type()
+            if t == _R:
+                code = rb.read_int32()
+                data = rb.read_bytes(rb.remaining())
+                answer = self.auth.feed(AuthRequest(code, data))
+                if answer is not None and self.transport is not None:
+                    self.transport.write(build_message(_P, answer))
+            elif t == _S:
+                name = rb.read_str()
+                self.params[name] = rb.read_str()
+            elif t == _K:
+                self.pid, self.secret = rb.read_int32(), rb.read_int32()
+            elif t == _E:
+                err = PgError.from_payload(rb.consume_message())
+                self._fail(err)
+                return
+            elif t == _Z:
+                rb.discard_message()
+                if not self.ready.done():
+                    self.ready.set_result(self)
+                return
+            else:  # notices, NegotiateProtocolVersion: nothing to do at login
+                rb.discard_message()
+
+    def _fail(self, err: PgError) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(err)
+        self.close()
+
+    # -- data mode --------------------------------------------------------------------------
+
+    def attach(self, sink: Sink) -> bytes:
+        """Send everything from now on to ``sink``; returns what arrived after login."""
+        rb = self.rbuf
+        self.rbuf = None
+        self.sink = sink
+        return rb.take_run() if rb is not None and rb.buffered() else b""
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """Say goodbye (the pooler returns its server connection at once) and close."""
+        self.sink = None
+        self.rbuf = None
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            try:
+                self.transport.write(TERMINATE)
+            except Exception:
+                pass
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.sink = None
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    async def cancel(self, within: float = 5.0) -> None:
+        """Send a CancelRequest for this connection's running statement to the pooler."""
+        try:
+            async with asyncio.timeout(within):
+                _, writer = await asyncio.open_connection(self.host, self.port)
+                writer.write(build_cancel_request(self.pid, self.secret))
+                await writer.drain()
+                writer.close()
+        except (OSError, TimeoutError):
+            pass
+
+
+async def open_upstream(
+    relay: Relay,
+    pooler_id: str,
+    host: str,
+    port: int,
+    params: dict[str, str],
+    auth: ClientAuthExchange,
+    within: float,
+) -> Upstream:
+    """A logged-in connection to the pooler at ``host:port``. PgError: the pooler's own
+    error (as it sent it: a wrong password, a database that does not exist), or 08006 when
+    it cannot be reached."""
+    up = Upstream(pooler_id, host, port, auth)
+    sock: socket.socket | None = None
+    try:
+        async with asyncio.timeout(within):
+            sock = await tcp_connect(host, port)
+            relay.adopt(sock, up)
+            sock = None
+            assert up.transport is not None
+            up.transport.write(build_startup_message(params))
+            return await up.ready
+    except TimeoutError:
+        up.abort()
+        raise PgError(f"pooler {pooler_id} at {host}:{port} did not answer within "
+                      f"{within:g} s", codes.CONNECTION_FAILURE) from None
+    except OSError as e:
+        if sock is not None:
+            sock.close()
+        raise PgError(f"cannot connect to pooler {pooler_id} at {host}:{port}: "
+                      f"{e.strerror or e}", codes.CONNECTION_FAILURE) from None
+    except BaseException:
+        up.abort()
+        raise
