@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from multigres import __version__
+from multigres.cli import switchover as switchover_command
 from multigres.cli.cluster import commands as cluster_commands
 from multigres.cli.cluster.config import ConfigError
 from multigres.cli.cluster.lifecycle import ClusterError
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"multigres {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     cluster_commands.add_parser(sub)
+    switchover_command.add_parser(sub)
     sub.add_parser(
         "pgctld", help="manage one Postgres instance (see `multigres pgctld -h`)", add_help=False
     )
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "cluster":
             return cluster_commands.run(args)
+        if args.cmd == "switchover":
+            return switchover_command.run(args)
     except (ClusterError, ConfigError, PgctldError, TopoError) as e:
         print(f"multigres: error: {e}", file=sys.stderr)
         return 1

@@ -540,6 +540,55 @@ class PgInstance:
         self._save_spec()
         self.start()
 
+    def shutdown_checkpoint_lsn(self) -> str:
+        """The LSN of the shutdown checkpoint of a cleanly stopped server (pg_controldata).
+
+        After a clean shutdown that record is the last WAL the server wrote: a replica that
+        has replayed past it has everything, so it can be promoted and this server can
+        follow it without pg_rewind. Raises if the server did not shut down cleanly.
+        """
+        if self.is_running():
+            raise PgctldError(f"{self.spec.name} is running; stop it before reading its end LSN")
+        out = self.run_as.run(
+            [self._bin("pg_controldata"), "-D", str(self.data_dir)],
+            timeout=30,
+            what=f"pg_controldata of {self.spec.name}",
+        ).stdout
+        fields = dict(
+            (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in out.splitlines())
+        )
+        state = fields.get("Database cluster state", "")
+        if state != "shut down":
+            raise PgctldError(
+                f"{self.spec.name} did not shut down cleanly (cluster state {state!r}); "
+                "its last WAL position is unknown"
+            )
+        return fields["Latest checkpoint location"]
+
+    def demote(self, source: Endpoint, timeout: float = 60) -> None:
+        """Restart a former primary as a streaming replica of ``source``, without pg_rewind.
+
+        Only for a server whose WAL ``source`` already has (a clean shutdown replayed by the
+        new primary before its promotion); one that diverged needs :meth:`rewind`.
+        """
+        self.stop()
+        slot = config.slot_name(self.spec.name)
+        _ensure_slot(source, slot)
+        (self.data_dir / "standby.signal").touch()
+        self.run_as.chown_tree(self.data_dir / "standby.signal")
+        self.spec.upstream = Upstream(source.host, source.port, slot)
+        # The policy named this server's replicas; as a replica it has none.
+        self.spec.durability = None
+        self._save_spec()
+        self.start(timeout)
+        # The slots its replicas used would keep WAL on this standby for ever: they now
+        # stream from the new primary, which has slots of its own for them.
+        with self.connect() as conn:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                " WHERE slot_type = 'physical' AND NOT active"
+            )
+
     def wait_replicas_streaming(self, names: list[str], timeout: float = 60) -> None:
         """Wait until each named replica streams from this primary."""
         deadline = time.monotonic() + timeout
