@@ -90,7 +90,7 @@ class GatewayCluster:
         self.gateway = Proc("gateway", [
             sys.executable, "-m", "multigres.gateway.cli", "--listen", f"127.0.0.1:{self.port}",
             "--topo", etcd.address, "--topo-root", TOPO_ROOT, "--cell", "zone1",
-            "--buffer-timeout", "15"], log_dir, "gateway listening on")
+            "--buffer-timeout", "6"], log_dir, "gateway listening on")
 
     def add_pooler(self, name: str, pg: PgInstance) -> Proc:
         port = free_port()
