@@ -14,6 +14,9 @@ PYTEST_ARGS ?=
 
 run: bootstrap
 	$(VENV)/bin/multigres cluster start
+	@echo
+	@echo "Connect through the gateway:"
+	@echo "  psql -h 127.0.0.1 -p 15432 -U postgres  (password: postgres)"
 
 stop:
 	$(VENV)/bin/multigres cluster stop

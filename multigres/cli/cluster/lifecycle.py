@@ -239,9 +239,9 @@ def stop(paths: ClusterPaths, clean: bool = False, say: Say = print) -> None:
     """Stop every process the cluster started (gateway, poolers, Postgres, etcd; those that
     crashed are skipped); with ``clean`` also delete its data. Idempotent."""
     state = ClusterState.load(paths.state)
-    # Gateway first (clients leave through it), then the poolers, then what they front.
-    keys = sorted(state.processes, key=lambda k: (k != services.GATEWAY_KEY, k))
-    services.stop_processes(state, keys, say)
+    # The gateway first (clients leave through it), then the poolers, then what they front.
+    services.stop_processes(state, [k for k in state.processes if k == services.GATEWAY_KEY], say)
+    services.stop_processes(state, sorted(state.processes), say)
     if paths.root.exists():
         state.save(paths.state)
     names = set(state.instances)
