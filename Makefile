@@ -15,8 +15,7 @@ PYTEST_ARGS ?=
 run: bootstrap
 	$(VENV)/bin/multigres cluster start
 	@echo
-	@echo "Connect through the gateway:"
-	@echo "  psql -h 127.0.0.1 -p 15432 -U postgres  (password: postgres)"
+	@echo "Connect: psql -h 127.0.0.1 -p 15432 -U postgres  (password: postgres)"
 
 stop:
 	$(VENV)/bin/multigres cluster stop
