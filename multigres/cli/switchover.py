@@ -128,7 +128,9 @@ def local_instances(pg_root: Path) -> list[PgInstance]:
     """The pgctld instances under ``pg_root`` (one directory each)."""
     if not pg_root.is_dir():
         return []
-    return [PgInstance(d) for d in sorted(pg_root.iterdir()) if (d / SPEC_FILE).exists()]
+    # By their real path: the OS user that runs Postgres may not be able to follow a link.
+    return [PgInstance(d.resolve()) for d in sorted(pg_root.iterdir())
+            if (d / SPEC_FILE).exists()]
 
 
 async def find_members(topo: TopoServer, ref: ShardRef, pg_root: Path) -> list[PgctldMember]:
@@ -140,23 +142,29 @@ async def find_members(topo: TopoServer, ref: ShardRef, pg_root: Path) -> list[P
             cell, database=ref.database, tablegroup=ref.tablegroup, shard=ref.shard)
     if not poolers:
         raise SwitchoverError(f"shard {ref} has no pooler records in the topology")
+    return match_members(poolers, shard.primary_id, pg_root)
+
+
+def match_members(poolers: list[Pooler], primary_id: str, pg_root: Path) -> list[PgctldMember]:
+    """Each pooler record with the instance under ``pg_root`` that runs its Postgres."""
     instances = local_instances(pg_root)
     by_dir = {i.inst_dir: i for i in instances}
     by_port = {i.spec.port: i for i in instances}
     inst_of: dict[str, PgInstance] = {}
     for p in poolers:
-        inst = by_dir.get(Path(p.pgctld_data_dir).parent) if p.pgctld_data_dir else None
+        data_dir = Path(p.pgctld_data_dir).resolve() if p.pgctld_data_dir else None
+        inst = by_dir.get(data_dir.parent) if data_dir else None
         inst = inst or by_port.get(p.pg_port)
         if inst is None:
             raise SwitchoverError(
-                f"pooler {p.id} of {ref} runs Postgres {p.pg_host}:{p.pg_port}, which is not "
-                f"an instance under {pg_root}")
+                f"pooler {p.id} of shard {p.database}/{p.tablegroup}/{p.shard} runs Postgres "
+                f"{p.pg_host}:{p.pg_port}, which is not an instance under {pg_root}")
         inst_of[p.id] = inst
 
     # A Postgres may have two records (the cluster's own, a running pooler's): keep the one
     # the shard names as primary, else the one named like the instance.
     def rank(p: Pooler) -> tuple[bool, bool, str]:
-        return (p.id != shard.primary_id, p.id != inst_of[p.id].spec.name, p.id)
+        return (p.id != primary_id, p.id != inst_of[p.id].spec.name, p.id)
 
     members: dict[Path, PgctldMember] = {}
     for p in sorted(poolers, key=rank):
