@@ -445,9 +445,9 @@ class _Switchover:
         head = f"switchover of {self.ref} failed and was rolled back: {_reason(cause)}"
         if failures:
             head += "\nthe rollback did not finish: " + "; ".join(failures)
-        self.say(state)
         if isinstance(cause, Exception):
             raise SwitchoverError(f"{head}\n{state}") from cause
+        self.say(f"{head}\n{state}")  # interrupted: no error message will carry it
         raise cause
 
     def _announce_serving(self, primary: Member) -> Callable[[], Awaitable[None]]:

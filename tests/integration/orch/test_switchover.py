@@ -16,7 +16,8 @@ import pytest
 
 from multigres.cli.main import main
 from multigres.cli.switchover import find_members
-from multigres.orch.switchover import ShardRef, Timeouts, switchover
+from multigres.orch.switchover import ShardRef, Timeouts, parse_lsn, switchover
+from multigres.pgctld.errors import PgctldError
 from multigres.pgctld.instance import PgInstance
 from multigres.testing.etcd import ThrowawayEtcd
 from multigres.testing.postgres import PgHarness, wait_for
@@ -221,3 +222,20 @@ def test_command_refuses_a_replica_that_is_not_there(
                  "--dir", str(cluster.root)])
     assert code == 1
     assert "'nobody' is not an instance of the shard" in capsys.readouterr().err
+
+
+def test_last_wal_position_is_known_only_after_a_clean_shutdown(pg_harness: PgHarness) -> None:
+    inst = pg_harness.primary()
+    with inst.connect() as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    with pytest.raises(PgctldError, match="is running"):
+        inst.shutdown_checkpoint_lsn()
+    inst.stop()
+    # The shutdown checkpoint is written after everything else.
+    assert parse_lsn(inst.shutdown_checkpoint_lsn()) >= parse_lsn(row[0])
+    inst.start()
+    inst.kill()
+    wait_for(lambda: not inst.is_running())  # until its parent has reaped it
+    with pytest.raises(PgctldError, match="did not shut down cleanly"):
+        inst.shutdown_checkpoint_lsn()

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from multigres.cli.switchover import match_members
 from multigres.orch.switchover import (
     Member,
     Position,
@@ -23,6 +25,7 @@ from multigres.orch.switchover import (
     switchover,
     sync_standbys,
 )
+from multigres.pgctld.instance import SPEC_FILE, InstanceSpec
 from multigres.topo.errors import LockTimeout
 from multigres.topo.memory import MemoryConn, MemoryStore
 from multigres.topo.records import (
@@ -443,3 +446,31 @@ async def test_down_replica_is_repointed_but_not_waited_for() -> None:
     result = await switchover(topo, REF, s.members, say=lambda _: None, timeouts=FAST)
     assert result.new_primary == "b" and not result.problems
     assert s["c"].upstream == "b"  # it follows the new primary when it starts again
+
+
+# -- the command's instances -------------------------------------------------------------------
+
+
+def test_pooler_records_are_matched_to_local_instances(tmp_path: Path) -> None:
+    for name, port in (("zone1-100", 7100), ("zone1-101", 7101)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / SPEC_FILE).write_text(InstanceSpec(name, port).to_json())
+
+    def rec(pooler_id: str, port: int, data_dir: str = "") -> Pooler:
+        return Pooler(pooler_id, "zone1", "127.0.0.1", 0, "127.0.0.1", port, "db", "tg", "0",
+                      pgctld_data_dir=data_dir)
+
+    poolers = [
+        rec("zone1-100", 7100, str(tmp_path / "zone1-100" / "data")),
+        rec("zone1-host-6432", 7100),  # a running pooler's own record of the same Postgres
+        rec("zone1-101", 7101),  # found by port
+    ]
+    got = match_members(poolers, "zone1-host-6432", tmp_path)
+    assert [(m.name, m.pooler_id) for m in got] == [
+        ("zone1-100", "zone1-host-6432"),  # the record the shard names as primary wins
+        ("zone1-101", "zone1-101"),
+    ]
+    assert [m.pooler_id for m in match_members(poolers, "zone1-101", tmp_path)] == [
+        "zone1-100", "zone1-101"]
+    with pytest.raises(SwitchoverError, match="7999, which is not an instance"):
+        match_members([rec("x", 7999)], "", tmp_path)
