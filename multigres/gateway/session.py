@@ -25,6 +25,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from typing import TYPE_CHECKING
 
 from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
@@ -140,6 +141,13 @@ class Session(asyncio.Protocol):
         self.pending_error: PgError | None = None
         self.replay: list[bytes] = []  # messages that rebuild the session state elsewhere
         self.pinned = ""  # why the session cannot move (empty: it can)
+        # The last batch sent from idle, kept until its first answer: if that answer is the
+        # pooler's 08001 (it got no server connection, so nothing ran), the batch is sent
+        # again on the next target instead of failing.
+        self.retry_batch: bytes | None = None
+        self.retrying = False
+        self.retry_since = 0.0  # when the batch first failed so (retries stop after
+        # buffer_timeout)
         self.urbuf = ReadBuffer(server.config.max_message_size)
         self.reading = True
 
@@ -480,12 +488,16 @@ class Session(asyncio.Protocol):
         if rest:
             self.upstream_data(up, rest)
 
-    async def _move(self) -> None:
+    async def _move(self, resend: bytes | None = None) -> None:
         """Open a connection to the current target, rebuild the session state there, and
         go on with what the client sent meanwhile."""
         old, self.upstream = self.upstream, None
         if old is not None:
             old.close()
+        if resend is not None:
+            # The target that failed must not be picked again at once: wait until discovery
+            # has news, or a moment (the pooler may get its server back).
+            await self.server.discovery.changed(0.5)
         try:
             up = await self._connect_upstream()
             if self.replay:
@@ -493,6 +505,9 @@ class Session(asyncio.Protocol):
         except PgError as e:
             self.pending_error = e
             self.failed_tx = False
+            if resend is not None:
+                self.pending_error = None
+                self.send(e.to_message() + RFQ[_I])
             self._go_on()
             return
         if self.state == CLOSED:
@@ -500,6 +515,10 @@ class Session(asyncio.Protocol):
             return
         self.server.stats["moves"] += 1
         self._attach(up)
+        if resend is not None:
+            self.in_flight += 1
+            self.retry_batch = resend
+            up.write(resend)
         self._go_on()
 
     async def _replay(self, up: Upstream) -> None:
@@ -562,6 +581,7 @@ class Session(asyncio.Protocol):
                     self.busy = True
                     self.server.spawn(self._move())
                     return
+        idle_start = self.in_flight == 0 and self.tx_status == _I
         out: list[bytes] = []
         while True:
             run = rb.take_run(CLIENT_STOP)
@@ -597,7 +617,10 @@ class Session(asyncio.Protocol):
                 self.close()
                 return
         if out and up is not None:
-            up.write(out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            if idle_start and self.in_flight == 1:
+                self.retry_batch = data
+            up.write(data)
 
     def _still_right(self) -> bool:
         st = self.pooler
@@ -680,16 +703,42 @@ class Session(asyncio.Protocol):
                 self.tx_status = msg[5]
                 if self.in_flight:
                     self.in_flight -= 1
+                if self.retrying:
+                    self._retry_elsewhere()
+                    continue
                 out.append(msg)
             else:
                 msg = rb.message_bytes()
+                if (self.retry_batch is not None and not out
+                        and b"C08001\x00" in msg and not self.pinned
+                        and self._may_retry()):
+                    # No server connection behind the pooler: nothing ran. Swallow the error
+                    # (and its ReadyForQuery) and run the batch on the next target.
+                    self.retrying = True
+                    continue
                 if b"SFATAL\x00" in msg or b"SPANIC\x00" in msg:
                     # The pooler is going away (shutdown, a lost server): not the client's
                     # end. Its connection closes next, and upstream_lost decides.
                     continue
                 out.append(msg)
         if out:
+            self.retry_batch = None
+            self.retry_since = 0.0
             self.send(out[0] if len(out) == 1 else b"".join(out))
+
+    def _may_retry(self) -> bool:
+        now = time.monotonic()
+        if not self.retry_since:
+            self.retry_since = now
+        return now - self.retry_since < self.server.config.buffer_timeout
+
+    def _retry_elsewhere(self) -> None:
+        batch, self.retry_batch = self.retry_batch, None
+        self.retrying = False
+        assert batch is not None
+        self.server.stats["retries"] += 1
+        self.busy = True
+        self.server.spawn(self._move(resend=batch))
 
     def upstream_lost(self, up: Upstream, exc: Exception | None) -> None:
         if up is not self.upstream or self.state == CLOSED:

@@ -560,7 +560,7 @@ async def connect(
             return await backend.ready
     except TimeoutError as e:
         raise PoolerError(
-            codes.CONNECTION_FAILURE,
+            codes.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             f"could not connect to the server at {host}:{port} within {connect_timeout:g} s",
         ) from e
     except ssl.SSLError as e:
@@ -573,7 +573,7 @@ async def connect(
         ) from e
     except OSError as e:
         raise PoolerError(
-            codes.CONNECTION_FAILURE,
+            codes.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             f"could not connect to the server at {host}:{port}: {e.strerror or e}",
             hint="is Postgres running and accepting TCP connections there?",
         ) from e

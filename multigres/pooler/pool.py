@@ -124,8 +124,11 @@ class Pool(PoolCore):
         exc = fut.exception()
         if exc is not None:
             self.connect_errors += 1
+            # 08001: no server connection, so nothing of the client's ran (the gateway
+            # retries such a statement elsewhere).
             err = exc if isinstance(exc, PoolerError) else PoolerError(
-                codes.CONNECTION_FAILURE, f"could not connect to the server: {exc}"
+                codes.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+                f"could not connect to the server: {exc}"
             )
             # Nothing else will come for the waiters if no backend is left or coming.
             if not self.active and not self.idle and not self.connecting:

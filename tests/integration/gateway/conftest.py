@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from multigres.pgctld.instance import PgInstance
 from multigres.testing.etcd import ThrowawayEtcd
 from multigres.testing.postgres import PASSWORD, PgHarness
 
-TOPO_ROOT = "/mgtest"
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition"
@@ -84,12 +84,14 @@ class GatewayCluster:
         self.primary = primary
         self.replica = replica
         self.dir = log_dir
+        # A topology of its own: poolers of another module's cluster are not ours.
+        self.topo_root = f"/mgtest-{uuid.uuid4().hex[:8]}"
         self.poolers: dict[str, Proc] = {}
         self.pooler_ports: dict[str, int] = {}
         self.port = free_port()
         self.gateway = Proc("gateway", [
             sys.executable, "-m", "multigres.gateway.cli", "--listen", f"127.0.0.1:{self.port}",
-            "--topo", etcd.address, "--topo-root", TOPO_ROOT, "--cell", "zone1",
+            "--topo", etcd.address, "--topo-root", self.topo_root, "--cell", "zone1",
             "--buffer-timeout", "6"], log_dir, "gateway listening on")
 
     def add_pooler(self, name: str, pg: PgInstance) -> Proc:
@@ -100,7 +102,7 @@ class GatewayCluster:
             "--pg-host", ep.host, "--pg-port", str(ep.port), "--pg-password",
             ep.password or PASSWORD, "--pool-size", "4", "--grpc-port", str(free_port()),
             "--health-interval", "0.5",
-            "--topo", self.etcd.address, "--topo-root", TOPO_ROOT, "--cell", "zone1",
+            "--topo", self.etcd.address, "--topo-root", self.topo_root, "--cell", "zone1",
             "--pooler-id", name, "--database", "postgres", "--tablegroup", "default",
             "--shard", "0"], self.dir, "listening on")
         self.poolers[name] = proc
@@ -130,7 +132,7 @@ class GatewayCluster:
 
 @pytest.fixture(scope="module")
 def gw_cluster(pg_harness: PgHarness, etcd_server: ThrowawayEtcd) -> Iterator[GatewayCluster]:
-    primary, replicas = pg_harness.shard(replicas=1, prefix="gw")
+    primary, replicas = pg_harness.shard(replicas=1)
     log_dir = Path(tempfile.mkdtemp(prefix="multigres-gw-"))
     cluster = GatewayCluster(etcd_server, primary, replicas[0], log_dir)
     try:
