@@ -42,6 +42,12 @@ POSITION_SQL = (
     "SELECT pg_is_in_recovery(), (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
     " ELSE pg_current_wal_lsn() END)::text"
 )
+# Client sessions inside a transaction, other than this one (the pooler's idle server
+# connections are not: they are between transactions).
+OPEN_TRANSACTIONS_SQL = (
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    " AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+)
 STREAMING_SQL = "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
 
 
@@ -77,6 +83,12 @@ class PgctldMember:
         assert row is not None
         return Position("replica" if row[0] else "primary", parse_lsn(row[1]))
 
+    def _open_transactions(self) -> int:
+        with self.inst.connect(connect_timeout=3) as conn:
+            row = conn.execute(OPEN_TRANSACTIONS_SQL).fetchone()
+        assert row is not None
+        return int(row[0])
+
     def _streaming(self) -> list[str]:
         with self.inst.connect(connect_timeout=3) as conn:
             return [r[0] for r in conn.execute(STREAMING_SQL).fetchall()]
@@ -90,6 +102,9 @@ class PgctldMember:
 
     async def position(self) -> Position:
         return await _blocking(self._position)
+
+    async def open_transactions(self) -> int:
+        return await _blocking(self._open_transactions)
 
     async def streaming_replicas(self) -> list[str]:
         return await _blocking(self._streaming)

@@ -94,6 +94,9 @@ class Member(Protocol):
     async def position(self) -> Position:
         """Role and LSN; never raises (a server that does not answer is down)."""
 
+    async def open_transactions(self) -> int:
+        """How many client sessions are inside a transaction."""
+
     async def streaming_replicas(self) -> list[str]:
         """On a primary: the names of the replicas streaming from it."""
 
@@ -141,6 +144,9 @@ class ShardRef:
 @dataclass(frozen=True)
 class Timeouts:
     lock: float = 30.0  # waiting for another holder of the shard lock
+    # Open transactions finishing after the switch is announced (the gateway then holds new
+    # ones); what is still open after this is cut by the shutdown.
+    drain: float = 2.0
     catch_up: float = 30.0  # the target replaying the old primary's last WAL
     streaming: float = 30.0  # the replicas streaming from the new primary
 
@@ -377,6 +383,8 @@ class _Switchover:
             await self.topo.update_shard_fields(
                 self.ref.database, self.ref.tablegroup, self.ref.shard, _set_serving(False))
             await self._pooler(primary, serving=ServingState.NOT_SERVING)
+        async with self.steps.step(f"let open transactions on {primary.name} finish") as notes:
+            notes.append(await self._drain(primary))
         async with self.steps.step(f"stop writes: clean shutdown of {primary.name}") as notes:
             # A fast shutdown, not default_transaction_read_only: read-only mode does not
             # touch transactions already writing, and any session can turn it off again.
@@ -387,6 +395,21 @@ class _Switchover:
             final_lsn = await primary.shutdown()
             notes.append(f"last WAL at {format_lsn(final_lsn)}")
         return final_lsn
+
+    async def _drain(self, primary: Member) -> str:
+        """Give open transactions a moment to end on their own; only a courtesy to clients
+        (the shutdown after it is what keeps acknowledged commits safe)."""
+        deadline = time.monotonic() + self.timeouts.drain
+        while True:
+            try:
+                left = await primary.open_transactions()
+            except Exception as e:
+                return f"cannot tell ({_reason(e)})"
+            if left == 0:
+                return "none open"
+            if time.monotonic() > deadline:
+                return f"{left} still open after {self.timeouts.drain:g}s: the shutdown cuts them"
+            await asyncio.sleep(POLL_INTERVAL)
 
     async def _promote(self, primary: Member, target: Member, final_lsn: int) -> None:
         async with self.steps.step(f"wait for {target.name} to replay "

@@ -64,6 +64,7 @@ class FakeMember:
     durability: tuple[int, list[str]] = (0, [])
     lagging: bool = False
     diverged: bool = False
+    open_transactions_left: int = 0  # each look finds one fewer
     fail: dict[str, BaseException] = field(default_factory=dict)
     hooks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
@@ -80,6 +81,12 @@ class FakeMember:
 
     async def position(self) -> Position:
         return Position(self.role, self.lsn if self.role else 0)
+
+    async def open_transactions(self) -> int:
+        await self._call("open_transactions")
+        if self.open_transactions_left:
+            self.open_transactions_left -= 1
+        return self.open_transactions_left
 
     async def streaming_replicas(self) -> list[str]:
         if self.role != "primary":
@@ -265,11 +272,31 @@ async def test_switchover_moves_the_primary_and_repoints_everyone() -> None:
         "c": (PoolerRole.REPLICA, ServingState.SERVING),
     }
     # The policy is on b before it can take a write; the rest only after writes stopped.
-    assert s.calls == ["set_durability b", "shutdown a", "promote b", "follow c", "demote a"]
+    assert s.calls == ["set_durability b", "open_transactions a", "shutdown a", "promote b",
+                       "follow c", "demote a"]
     assert "rewind a" not in s.calls
     assert all(line.rstrip().endswith("s]") for line in lines), lines
     assert any("promote b" in line for line in lines)
     assert lines[-1].startswith(f"{len(lines):>2}. release the shard lock")
+
+
+async def test_open_transactions_may_finish_before_the_shutdown() -> None:
+    s = three()
+    s["a"].open_transactions_left = 4
+    topo = await make_topo(s)
+    lines: list[str] = []
+    await switchover(topo, REF, s.members, say=lines.append, timeouts=FAST)
+    assert s.calls.count("open_transactions a") == 4
+    assert s.calls.index("shutdown a") > s.calls.index("open_transactions a")
+    assert any("finish (none open)" in line for line in lines), lines
+
+    s = three()
+    s["a"].open_transactions_left = 10**9
+    topo = await make_topo(s)
+    lines = []
+    await switchover(topo, REF, s.members, say=lines.append,
+                     timeouts=Timeouts(drain=0.1, catch_up=1, streaming=1))
+    assert any("still open after 0.1s: the shutdown cuts them" in line for line in lines), lines
 
 
 async def test_switchover_holds_the_shard_lock_throughout() -> None:
