@@ -16,7 +16,7 @@ import pytest
 
 from multigres.cli.main import main
 from multigres.cli.switchover import find_members
-from multigres.orch.switchover import ShardRef, Timeouts, parse_lsn, switchover
+from multigres.orch.switchover import ShardRef, SwitchoverError, Timeouts, parse_lsn, switchover
 from multigres.pgctld.errors import PgctldError
 from multigres.pgctld.instance import PgInstance
 from multigres.testing.etcd import ThrowawayEtcd
@@ -239,3 +239,34 @@ def test_last_wal_position_is_known_only_after_a_clean_shutdown(pg_harness: PgHa
     wait_for(lambda: not inst.is_running())  # until its parent has reaped it
     with pytest.raises(PgctldError, match="did not shut down cleanly"):
         inst.shutdown_checkpoint_lsn()
+
+
+async def test_target_that_does_not_catch_up_leaves_the_old_primary_serving(
+    cluster: Cluster,
+) -> None:
+    async with cluster.topo() as topo:
+        before = await topo.get_shard("postgres", "default", "0")
+        primary = cluster.by_name(before.primary_id)
+        target = cluster.by_name(
+            next(i.spec.name for i in cluster.instances if i.spec.name != before.primary_id))
+        # It receives the WAL but does not replay it: it can never be promoted safely.
+        with target.connect() as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+        try:
+            members = await find_members(topo, REF, cluster.root / "pg")
+            with pytest.raises(SwitchoverError, match="rolled back") as e:
+                await switchover(topo, REF, members, to=target.spec.name, say=print,
+                                 timeouts=Timeouts(drain=0.5, catch_up=1, streaming=20))
+        finally:
+            with target.connect() as conn:
+                conn.execute("SELECT pg_wal_replay_resume()")
+        after = await topo.get_shard("postgres", "default", "0")
+    assert f"writable primary: {primary.spec.name}" in str(e.value)
+    assert (after.primary_id, after.primary_term, after.is_primary_serving) == (
+        before.primary_id, before.primary_term, True)
+    with primary.connect() as conn:
+        conn.execute("INSERT INTO acked VALUES (-1, 0)")
+        conn.execute("DELETE FROM acked WHERE id = -1")
+    assert target.status().role == "replica"
+    primary.wait_replicas_streaming(
+        [i.spec.name for i in cluster.instances if i.spec.name != primary.spec.name], timeout=20)
