@@ -375,13 +375,22 @@ class IdleResult:
 TPS_VS_PGBOUNCER = 0.9  # every row
 CPU_VS_PGBOUNCER = 1.2  # -S at 16 clients
 IDLE_MB_PER_10K = 100  # RSS cost of 10,000 idle clients
+GW_CPU_VS_PGBOUNCER = 2.2  # gateway + pooler, -S at 16 clients (issue 4)
+GW_IDLE_MB_PER_10K = 150
 
 
 def goal_misses(mp: RunResult, pgb: RunResult | None, direct: RunResult | None) -> list[str]:
-    """The issue's targets that a multipooler row misses (empty: all met or not measurable)."""
+    """The issues' targets that a multipooler or multigateway row misses (empty: all met or
+    not measurable)."""
     misses = []
     if mp.tps is None:
         return ["no result"]
+    if mp.target == "multigateway":
+        if mp.workload == "S" and mp.clients == 16 and pgb is not None:
+            mine, theirs = mp.proxy_us_per_tx, pgb.proxy_us_per_tx
+            if mine is not None and theirs and mine > GW_CPU_VS_PGBOUNCER * theirs:
+                misses.append(f"CPU > {GW_CPU_VS_PGBOUNCER}x pgb")
+        return misses
     if pgb is not None and pgb.tps and mp.tps < TPS_VS_PGBOUNCER * pgb.tps:
         misses.append(f"TPS < {TPS_VS_PGBOUNCER}x pgb")
     if mp.workload == "S" and mp.clients == 16 and pgb is not None:
@@ -416,11 +425,12 @@ RUN_HEADERS = [
     "vs direct",
     "proxy CPU us/tx",
     "PG CPU us/tx",
-    "mp/pgb TPS",
-    "mp/pgb CPU",
+    "x/pgb TPS",
+    "x/pgb CPU",
     "goals",
 ]
 RUN_ALIGN = "<r<rrrrrr<"
+OURS = ("multipooler", "multigateway")
 
 
 def run_rows(results: list[RunResult]) -> tuple[list[list[str]], list[str]]:
@@ -440,7 +450,7 @@ def run_rows(results: list[RunResult]) -> tuple[list[list[str]], list[str]]:
             if _good(r) is None:
                 notes.append(f"{r.label} / {r.clients} clients / {r.target}: {r.error}")
                 row[3] = f"failed [{len(notes)}]"
-                if r.target == "multipooler":
+                if r.target in OURS:
                     row[9] = "MISS: failed"
                 rows.append(row)
                 continue
@@ -449,7 +459,7 @@ def run_rows(results: list[RunResult]) -> tuple[list[list[str]], list[str]]:
                 row[4] = _ratio(r.tps, direct.tps)
             row[5] = "n/a" if r.target == "direct" else _num(r.proxy_us_per_tx, 1)
             row[6] = _num(r.pg_us_per_tx, 1)
-            if r.target == "multipooler":
+            if r.target in OURS:
                 if pgb is not None:
                     row[7] = _ratio(r.tps, pgb.tps)
                     row[8] = _ratio(r.proxy_us_per_tx, pgb.proxy_us_per_tx)
@@ -486,11 +496,12 @@ def idle_rows(results: list[IdleResult]) -> tuple[list[list[str]], list[str]]:
         delta = r.delta
         per = delta / r.opened / 1024 if delta is not None and r.opened else None
         goal = ""
-        if r.target == "multipooler" and r.opened < r.requested:
+        limit = GW_IDLE_MB_PER_10K if r.target == "multigateway" else IDLE_MB_PER_10K
+        if r.target in OURS and r.opened < r.requested:
             goal = f"MISS: {r.opened} of {r.requested} opened"
-        elif r.target == "multipooler" and delta is not None and r.opened:
-            allowed = IDLE_MB_PER_10K * mb * r.opened / 10_000
-            goal = "ok" if delta <= allowed else f"MISS: > {IDLE_MB_PER_10K} MB per 10k"
+        elif r.target in OURS and delta is not None and r.opened:
+            allowed = limit * mb * r.opened / 10_000
+            goal = "ok" if delta <= allowed else f"MISS: > {limit} MB per 10k"
         opened = str(r.opened)
         if r.error:
             notes.append(f"idle / {r.target}: {r.error}")

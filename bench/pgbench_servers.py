@@ -412,6 +412,66 @@ class Multipooler(ProxyTarget):
         return {**os.environ, "PGPASSWORD": PASSWORD}
 
 
+class Multigateway(Multipooler):
+    """multigateway over the network in front of one multipooler (registered in a throwaway
+    etcd): client -> gateway -> pooler -> Postgres. Both run as one process tree (the
+    pooler is the gateway's child), so the measured proxy CPU is gateway + pooler."""
+
+    name = "multigateway"
+
+    def __init__(self, workdir: Path, **kwargs: Any) -> None:
+        super().__init__(workdir, **kwargs)
+        self.gateway = resolve_program(".venv/bin/multigateway", kwargs["repo_root"])
+        if self.gateway is None:
+            raise TargetUnavailable("multigateway not found; build it (`make`)")
+        self.etcd: Any = None
+        self.pooler_port = 0
+
+    def prepare(self) -> None:
+        from multigres.testing.etcd import start_etcd
+
+        super().prepare()
+        self.etcd = start_etcd(self.workdir / "etcd")
+        self.pooler_port = free_port()
+
+    def argv(self) -> list[str]:
+        gateway_port, self.port = self.port, self.pooler_port
+        try:
+            pooler = super().argv()
+        finally:
+            self.port = gateway_port
+        topo = ["--topo", self.etcd.address, "--topo-root", "/bench", "--cell", "zone1"]
+        pooler += [*topo, "--grpc-port", str(free_port()), "--pooler-id", "bench-pooler",
+                   "--database", DATABASE, "--tablegroup", "default", "--shard", "0"]
+        gateway = [str(self.gateway), "--listen", f"{HOST}:{self.port}", *topo,
+                   "--max-client-conn", str(self.max_clients)]
+        # `exec`: the shell becomes the gateway, and the pooler stays its child.
+        return ["/bin/sh", "-c", f"{shlex.join(pooler)} & exec {shlex.join(gateway)}"]
+
+    def start(self) -> None:
+        super().start()
+        # The gateway listens at once; it serves once the pooler is in the topology.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(host=HOST, port=self.port, user=USER, password=PASSWORD,
+                                     dbname=DATABASE, connect_timeout=5) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.Error as e:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"multigateway does not serve: {e}") from e
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.etcd is not None:
+            from multigres.testing.etcd import stop_etcd
+
+            stop_etcd(self.etcd)
+            self.etcd = None
+
+
 def resolve_program(word: str, repo_root: Path) -> Path | None:
     """The executable a command starts with: a path (relative to cwd or the repo) or a name."""
     if "/" not in word:
