@@ -1,11 +1,14 @@
 """The pooler's record in the topology (``--topo HOST:PORT --cell C --database D ...``).
 
-At start the pooler writes its Pooler record (where it listens, the Postgres it owns, its
-shard, and the role and serving state its first health poll found). It follows its health
-monitor and rewrites the record when role or serving state change, and on shutdown marks it
-``not_serving``: the record stays, so the orchestrator still knows the instance. The
-topology being down never stops the pooler: the write is retried with the next change and at
-least every ``RETRY`` seconds until it succeeds.
+The record has other writers (``multigres cluster start`` adds the pgctld data directory, a
+switchover sets roles), so the pooler changes only the fields it owns, with a
+compare-and-set read-modify-write, and never rewrites the whole record: at start where it
+listens (``host``, ``port``, ``grpc_port``), the Postgres it owns and its shard, with the
+role and serving state its first health poll found; after that only ``role`` and
+``serving_state``, when they change. A missing record is created whole. On shutdown it marks
+the record ``not_serving``: the record stays, so the orchestrator still knows the instance.
+The topology being down never stops the pooler: the write is retried with the next change and
+at least every ``RETRY`` seconds until it succeeds.
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ import asyncio
 import logging
 import re
 import socket
+from collections.abc import Callable
 
 from multigres.pooler.config import PoolerConfig
 from multigres.pooler.health import PRIMARY, SERVING, HealthMonitor, HealthState
-from multigres.topo.errors import TopoError
+from multigres.topo.errors import NodeExists, NoNode, TopoError
 from multigres.topo.etcd import EtcdConn
 from multigres.topo.records import Pooler, PoolerRole, ServingState
-from multigres.topo.server import TopoServer
+from multigres.topo.server import TopoServer, pooler_path
 
 log = logging.getLogger("multigres.pooler.topo")
 
 RETRY = 5.0
+# Attempts at "update, else create" when another writer creates or deletes the record between
+# the two.
+WRITE_ATTEMPTS = 3
 
 
 def default_pooler_id(config: PoolerConfig, port: int) -> str:
@@ -51,6 +58,7 @@ class Registration:
         self.health = health
         self.topo = TopoServer(EtcdConn(config.topo, root=config.topo_root))
         self.written: tuple[str, str] | None = None
+        self.registered = False  # the start-time fields (addresses, shard) are written
         self._task: asyncio.Task[None] | None = None
 
     def record(self, st: HealthState) -> Pooler:
@@ -66,11 +74,46 @@ class Registration:
             grpc_port=self.grpc_port,
         )
 
+    def _change(self, st: HealthState) -> Callable[[Pooler], None]:
+        """What this pooler sets on an existing record: the start-time fields until they
+        are written once, then role and serving state alone."""
+        mine = self.record(st)
+        at_start = not self.registered
+
+        def change(p: Pooler) -> None:
+            if at_start:
+                p.host, p.port, p.grpc_port = mine.host, mine.port, mine.grpc_port
+                p.pg_host, p.pg_port = mine.pg_host, mine.pg_port
+                p.database, p.tablegroup, p.shard = mine.database, mine.tablegroup, mine.shard
+            p.role, p.serving_state = mine.role, mine.serving_state
+
+        return change
+
+    async def _put(self, st: HealthState) -> None:
+        """Update the fields this pooler owns; create the whole record if there is none."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                await self.topo.update_pooler_fields(self.config.cell, self.pooler_id,
+                                                     self._change(st))
+                return
+            except NoNode:
+                pass
+            rec = self.record(st)
+            try:
+                # Not create_pooler: that needs the cell's record, and a pooler may register
+                # before anyone created the cell.
+                await self.topo.conn.create(pooler_path(rec.cell, rec.id), rec.to_json())
+                return
+            except NodeExists:
+                # Created by another writer in between: update theirs.
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+
     async def write(self, st: HealthState) -> bool:
-        """Write the whole record (the pooler owns it); False if the topology is down."""
+        """Write the fields this pooler owns; False if the topology is down."""
         key = (st.role, st.serving_state)
         try:
-            await self.topo.update_pooler(self.record(st))
+            await self._put(st)
         except (TopoError, OSError) as e:
             log.warning("cannot write pooler record %s/%s to the topology at %s: %s",
                         self.config.cell, self.pooler_id, self.config.topo, e)
@@ -79,6 +122,7 @@ class Registration:
             log.info("topology: pooler %s is %s, %s", self.pooler_id, st.role or "(role unknown)",
                      st.serving_state)
         self.written = key
+        self.registered = True
         return True
 
     async def start(self) -> None:
