@@ -29,6 +29,7 @@ import time
 from typing import TYPE_CHECKING
 
 from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
+from multigres._cy.gatescan import scan_client, scan_server
 from multigres._cy.relay import Conn
 from multigres.gateway.upstream import Upstream, open_upstream
 from multigres.sql.session import Kind, may_have_effects, session_effects
@@ -169,6 +170,20 @@ class Session(asyncio.Protocol):
                 up.close()
 
     def data_received(self, data: bytes) -> None:
+        up = self.upstream
+        if (self.state == READY and up is not None and not self.busy
+                and not self.rbuf.buffered() and not self.failed_tx
+                and self.pending_error is None
+                and (self.in_flight or self.tx_status != _I
+                     or self.generation == self.server.discovery.generation)):
+            # The common case: whole messages that need no look, forwarded as received.
+            n = scan_client(data)
+            if n >= 0:
+                if n == 1 and self.in_flight == 0 and self.tx_status == _I:
+                    self.retry_batch = data
+                self.in_flight += n
+                up.write(data)
+                return
         self.rbuf.feed_data(data)
         try:
             self._process()
@@ -690,6 +705,17 @@ class Session(asyncio.Protocol):
 
     def upstream_data(self, up: Upstream, data: bytes) -> None:
         rb = self.urbuf
+        if not self.retrying and not rb.buffered():
+            r = scan_server(data)
+            if r >= 0:
+                # Whole messages, no error that the gateway acts on: forwarded as received.
+                if r >= 256:
+                    self.tx_status = r & 0xFF
+                    self.in_flight = max(0, self.in_flight - (r >> 8))
+                self.retry_batch = None
+                self.retry_since = 0.0
+                self.send(data)
+                return
         rb.feed_data(data)
         out: list[bytes] = []
         while True:
