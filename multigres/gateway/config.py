@@ -37,6 +37,9 @@ class GatewayConfig:
     max_client_conn: int = 10000
     max_message_size: int = 64 * 1024 * 1024
     pooler_connect_timeout: float = 5.0
+    # Users (after they authenticated as usual) allowed on the admin console (database
+    # ``multigres`` or ``pgbouncer``).
+    admin_users: list[str] = field(default_factory=lambda: ["postgres"])
     argv: list[str] | None = field(default=None, repr=False)
 
     @property
@@ -52,6 +55,7 @@ _FLOATS = {"replica_lag_threshold", "buffer_timeout", "pooler_connect_timeout"}
 _INTS = {"http_port", "buffer_size", "max_client_conn", "max_message_size"}
 _PATHS = {"tls_cert", "tls_key"}
 _HOSTPORTS = {"listen", "topo"}
+_LISTS = {"admin_users"}
 
 
 def setting_names() -> list[str]:
@@ -81,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-client-conn", type=int)
     p.add_argument("--max-message-size", type=int)
     p.add_argument("--pooler-connect-timeout", type=float)
+    p.add_argument("--admin-users",
+                   help="comma-separated users allowed on the admin console (default postgres)")
     return p
 
 
@@ -114,6 +120,11 @@ def _apply(cfg: GatewayConfig, key: str, value: Any, source: str) -> None:
             raise bad("a port number" if key == "http_port" else "an integer >= 0")
     elif key in _PATHS:
         value = Path(value) if value else None
+    elif key in _LISTS:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of names (or one comma-separated string)")
     else:
         if not isinstance(value, str):
             raise bad("a string")

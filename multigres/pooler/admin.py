@@ -16,14 +16,21 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import struct
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from multigres._cy.buffer import ReadBuffer, build_message
+from multigres.admin.console import (
+    AdminError,
+    Console,
+    Result,
+    Rows,
+    console_params,
+    error_response,
+    greeting,
+)
+from multigres.admin.console import ts as _ts
+from multigres.admin.console import us as _us
 from multigres.pooler import config as config_mod
-from multigres.pooler import msgs
 from multigres.pooler.control import ControlError
 from multigres.pooler.stats import VERSION, merge
 from multigres.wire import sqlstate as codes
@@ -34,17 +41,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("multigres.pooler")
 
-_Q, _P, _B, _D, _E, _S, _H, _C, _X = (ord(c) for c in "QPBDESHCX")
-BIND_COMPLETE = build_message(ord("2"))
-NO_DATA = build_message(ord("n"))
-NO_PARAMS = build_message(ord("t"), struct.pack("!h", 0))
-
 COMMANDS = (
     "SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW STATS", "SHOW STATS_TOTALS",
     "SHOW STATS_AVERAGES", "SHOW CONFIG", "SHOW DATABASES", "SHOW LISTS", "SHOW VERSION",
     "SHOW HELP", "PAUSE", "RESUME", "RELOAD", "SHUTDOWN",
 )
-HINT = "the admin console knows: " + ", ".join(COMMANDS)
 
 POOLS_COLUMNS = [
     "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
@@ -94,146 +95,34 @@ SHOW_COLUMNS: dict[str, list[str]] = {
 }
 ADMIN_DATABASE = "multigres"
 
-Rows = list[list[object]]
 
-
-class AdminError(Exception):
-    def __init__(self, sqlstate: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.sqlstate, self.message, self.hint = sqlstate, message, hint
-
-
-class Result:
-    """What one command sends: columns and rows (or none), notices, the completion tag."""
-
-    def __init__(self, tag: str, columns: list[str] | None = None, rows: Rows | None = None,
-                 notices: list[str] | None = None) -> None:
-        self.tag = tag
-        self.columns = columns
-        self.rows = rows or []
-        self.notices = notices or []
-
-
-def _ts(wall: float | None) -> str | None:
-    if not wall:
-        return None
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(wall))
-
-
-def _us(seconds: float) -> int:
-    return int(seconds * 1_000_000)
-
-
-def parse(sql: str) -> list[str]:
-    """The statements of one query string (admin commands hold no quoted ';')."""
-    return [s.strip() for s in sql.split(";") if s.strip()]
-
-
-class AdminConsole:
+class AdminConsole(Console):
     """One admin session (one per client on the console)."""
 
+    commands = COMMANDS
+    show_columns = SHOW_COLUMNS
+    client_errors = (AdminError, ControlError)
+
     def __init__(self, server: PoolerServer) -> None:
+        super().__init__()
         self.server = server
-        # Extended protocol: statement name -> text, portal name -> text; and after an
-        # error, the rest of the batch is skipped up to Sync.
-        self.statements: dict[bytes, str] = {}
-        self.portals: dict[bytes, str] = {}
-        self.skip_to_sync = False
 
     def attach(self, client: Client) -> None:
         from multigres.pooler.client import READY
 
         client.admin = self
-        client.send(msgs.AUTH_OK)
-        for name, value in (("server_version", f"15.0 (multipooler {VERSION})"),
-                            ("client_encoding", "UTF8"), ("server_encoding", "UTF8"),
-                            ("DateStyle", "ISO, MDY"), ("integer_datetimes", "on"),
-                            ("standard_conforming_strings", "on"),
-                            ("application_name", client.params.get("application_name", ""))):
-            client.send(msgs.parameter_status(name, value))
-        client.send(msgs.backend_key_data(0, 0))
-        client.send(msgs.RFQ_IDLE)
+        client.send(greeting(console_params(
+            f"15.0 (multipooler {VERSION})", client.params.get("application_name", ""))))
         client.state = READY
         client.flush()
 
-    # -- protocol ------------------------------------------------------------------------
+    # -- the protocol's hooks (the rest is multigres.admin.console) ----------------------
 
-    def handle(self, client: Client, t: int, rb: ReadBuffer) -> None:
-        if t == _X:
-            client._terminate()
-            return
-        if self.skip_to_sync and t != _S:
-            rb.discard_message()
-            return
-        if t == _Q:
-            sql = rb.read_cstr().decode("utf-8", "replace")
-            self._start(client, self._simple_query(client, sql))
-        elif t == _P:
-            name = rb.read_cstr()
-            self.statements[name] = rb.read_cstr().decode("utf-8", "replace")
-            rb.discard_message()
-            client.send(msgs.PARSE_COMPLETE)
-        elif t == _B:
-            portal, stmt = rb.read_cstr(), rb.read_cstr()
-            rb.discard_message()
-            if stmt not in self.statements:
-                self._batch_error(client, codes.INVALID_SQL_STATEMENT_NAME,
-                                  f"prepared statement {stmt.decode()!r} does not exist")
-                return
-            self.portals[portal] = self.statements[stmt]
-            client.send(BIND_COMPLETE)
-        elif t == _D:
-            kind, name = rb.read_byte(), rb.read_cstr()
-            rb.discard_message()
-            text = (self.statements if kind == ord("S") else self.portals).get(name)
-            if text is None:
-                self._batch_error(client, codes.INVALID_SQL_STATEMENT_NAME if kind == ord("S")
-                                  else codes.INVALID_CURSOR_NAME,
-                                  f"{'prepared statement' if kind == ord('S') else 'portal'} "
-                                  f"{name.decode()!r} does not exist")
-                return
-            if kind == ord("S"):
-                client.send(NO_PARAMS)
-            cols = self._columns(text)
-            client.send(msgs.row_description(cols) if cols else NO_DATA)
-        elif t == _E:
-            portal = rb.read_cstr()
-            rb.discard_message()
-            text = self.portals.get(portal)
-            if text is None:
-                self._batch_error(client, codes.INVALID_CURSOR_NAME,
-                                  f"portal {portal.decode()!r} does not exist")
-                return
-            self._start(client, self._execute(client, text))
-        elif t == _C:
-            kind, name = rb.read_byte(), rb.read_cstr()
-            rb.discard_message()
-            (self.statements if kind == ord("S") else self.portals).pop(name, None)
-            client.send(msgs.CLOSE_COMPLETE)
-        elif t == _S:
-            rb.discard_message()
-            self.skip_to_sync = False
-            self.portals.pop(b"", None)
-            client.send(msgs.RFQ_IDLE)
-            client.flush()
-        elif t == _H:
-            rb.discard_message()
-            client.flush()
-        else:
-            rb.discard_message()
-            client.send(msgs.error_response(
-                codes.PROTOCOL_VIOLATION,
-                f"unexpected message type {chr(t)!r} on the admin console"))
-            client.send(msgs.RFQ_IDLE)
-            client.flush()
+    def terminate(self, client: Client) -> None:
+        client._terminate()
 
-    def _batch_error(self, client: Client, sqlstate: str, message: str) -> None:
-        client.send(msgs.error_response(sqlstate, message))
-        self.skip_to_sync = True
-
-    def _start(self, client: Client, job: Any) -> None:
-        """Run ``job`` (a coroutine that sends its results) while the client's further
-        messages wait in its buffer."""
+    def start(self, client: Client, job: Coroutine[Any, Any, None]) -> None:
+        """Run ``job`` while the client's further messages wait in its buffer."""
         from multigres.pooler.client import CLOSED, LOGIN, READY
 
         client.state = LOGIN  # Client._process stops; data_received only buffers
@@ -244,8 +133,8 @@ class AdminConsole:
                 await job
             except Exception:
                 log.exception("admin console command failed")
-                client.send(msgs.error_response(codes.INTERNAL_ERROR,
-                                                "internal error in the admin console"))
+                client.send(error_response(codes.INTERNAL_ERROR,
+                                           "internal error in the admin console"))
             if client.state == CLOSED:
                 return
             client.state = READY
@@ -256,55 +145,6 @@ class AdminConsole:
 
         self.server.spawn(run())
 
-    async def _simple_query(self, client: Client, sql: str) -> None:
-        stmts = parse(sql)
-        if not stmts:
-            client.send(msgs.build_empty_query())
-        for stmt in stmts:
-            try:
-                result = await self.run(stmt)
-            except (AdminError, ControlError) as e:
-                client.send(msgs.error_response(e.sqlstate, e.message, hint=e.hint))
-                break
-            self._send(client, result, describe=True)
-        client.send(msgs.RFQ_IDLE)
-
-    async def _execute(self, client: Client, text: str) -> None:
-        stmts = parse(text)
-        if not stmts:
-            client.send(msgs.build_empty_query())
-            return
-        if len(stmts) > 1:
-            self._batch_error(client, codes.SYNTAX_ERROR,
-                              "cannot insert multiple commands into a prepared statement")
-            return
-        try:
-            result = await self.run(stmts[0])
-        except (AdminError, ControlError) as e:
-            client.send(msgs.error_response(e.sqlstate, e.message, hint=e.hint))
-            self.skip_to_sync = True
-            return
-        self._send(client, result, describe=False)
-
-    def _send(self, client: Client, result: Result, describe: bool) -> None:
-        for n in result.notices:
-            client.send(msgs.error_response("00000", n, severity="NOTICE", notice=True))
-        if result.columns is not None and describe:
-            client.send(msgs.row_description(result.columns))
-        for r in result.rows:
-            # Booleans as PgBouncer shows them (0/1), so its monitoring scripts read ours.
-            client.send(msgs.data_row(int(v) if isinstance(v, bool) else v for v in r))
-        client.send(msgs.command_complete(result.tag))
-
-    def _columns(self, text: str) -> list[str] | None:
-        stmts = parse(text)
-        if len(stmts) != 1:
-            return None
-        words = stmts[0].lower().split()
-        if len(words) == 2 and words[0] == "show":
-            return SHOW_COLUMNS.get(words[1])
-        return None
-
     # -- commands ------------------------------------------------------------------------
 
     async def run(self, stmt: str) -> Result:
@@ -312,8 +152,7 @@ class AdminConsole:
         if words[0] == "show" and len(words) == 2:
             what = words[1]
             if what == "help":
-                return Result("SHOW", notices=["Console usage\n" + "\n".join(
-                    "\t" + c for c in COMMANDS)])
+                return self.help()
             producer = self._show.get(what)
             if producer is not None:
                 return Result("SHOW", SHOW_COLUMNS[what], await producer(self))
@@ -334,9 +173,7 @@ class AdminConsole:
             raise AdminError(codes.FEATURE_NOT_SUPPORTED,
                              f"{words[0].upper()} of one database is not supported",
                              hint=f"{words[0].upper()} without a name acts on every pool")
-        shown = " ".join(stmt.split())
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        raise AdminError(codes.SYNTAX_ERROR, f"unknown admin command: {shown!r}", hint=HINT)
+        raise self.unknown(stmt)
 
     async def _snapshot(self, detail: bool = False) -> dict[str, Any]:
         return merge(await self.server.control.snapshots(detail))

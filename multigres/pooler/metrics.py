@@ -1,15 +1,14 @@
 """Prometheus metrics on ``--http-port``: ``/metrics``, ``/healthz`` (alive) and ``/readyz``
 (serving).
 
-Served from the pooler's own event loop by a tiny HTTP handler (a scrape is rare, and a
-thread would share the GIL with the data path anyway). Nothing is recorded for Prometheus on
-the hot path: at scrape time a custom collector turns a snapshot of the pools, clients and
-the plain counters (stats.py, meters.py) into metric families.
+Served from the pooler's own event loop by the tiny HTTP handler of ``multigres.admin.http``
+(a scrape is rare, and a thread would share the GIL with the data path anyway). Nothing is
+recorded for Prometheus on the hot path: at scrape time a custom collector turns a snapshot
+of the pools, clients and the plain counters (stats.py, meters.py) into metric families.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import time
@@ -26,6 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from multigres.admin.http import HttpServer, Request, Response, text
 from multigres.pooler.health import SERVING, HealthMonitor
 from multigres.pooler.stats import merge
 
@@ -178,25 +178,22 @@ class MetricsServer:
 
     def __init__(self, sock: socket.socket, source: SnapshotSource,
                  health: HealthMonitor | None = None) -> None:
-        self.sock = sock
+        self.http = HttpServer(sock, self._route)
         self.source = source
         self.health = health
         self.collector = PoolerCollector(health)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
-        self._server: asyncio.Server | None = None
 
     @property
     def port(self) -> int:
-        return int(self.sock.getsockname()[1])
+        return self.http.port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, sock=self.sock)
+        await self.http.start()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        await self.http.close()
 
     async def render(self) -> bytes:
         self.collector.snapshot = merge(await self.source())
@@ -205,41 +202,18 @@ class MetricsServer:
         finally:
             self.collector.snapshot = None
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(10):
-                request = await reader.readline()
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-                parts = request.decode("latin-1").split()
-                path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
-                status, ctype, body = await self._route(parts[0] if parts else "", path)
-                head = (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-                writer.write(head.encode() + body)
-                await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        except Exception:
-            log.exception("metrics endpoint failed")
-        finally:
-            writer.close()
-
-    async def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
-        text = "text/plain; charset=utf-8"
-        if method not in ("GET", "HEAD"):
-            return "405 Method Not Allowed", text, b"GET only\n"
-        if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, await self.render()
-        if path == "/healthz":
-            return "200 OK", text, b"ok\n"
-        if path == "/readyz":
+    async def _route(self, req: Request) -> Response:
+        if req.path == "/metrics":
+            return Response("200 OK", CONTENT_TYPE_LATEST, await self.render())
+        if req.path == "/healthz":
+            return text("200 OK", "ok\n")
+        if req.path == "/readyz":
             st = self.health.state if self.health is not None else None
             if st is None or st.serving_state == SERVING:
-                return "200 OK", text, b"serving\n"
-            return "503 Service Unavailable", text, (
-                f"{st.serving_state}: {st.error or 'not serving'}\n".encode())
-        return "404 Not Found", text, b"try /metrics, /healthz or /readyz\n"
+                return text("200 OK", "serving\n")
+            return text("503 Service Unavailable",
+                        f"{st.serving_state}: {st.error or 'not serving'}\n")
+        return text("404 Not Found", "try /metrics, /healthz or /readyz\n")
 
 
 def uptime(snap: dict[str, Any]) -> float:
