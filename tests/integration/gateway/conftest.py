@@ -94,14 +94,14 @@ class GatewayCluster:
             "--topo", etcd.address, "--topo-root", self.topo_root, "--cell", "zone1",
             "--buffer-timeout", "6"], log_dir, "gateway listening on")
 
-    def add_pooler(self, name: str, pg: PgInstance) -> Proc:
+    def add_pooler(self, name: str, pg: PgInstance, pool_size: int = 4) -> Proc:
         port = free_port()
         ep = pg.endpoint()
         proc = Proc(name, [
             sys.executable, "-m", "multigres.pooler.cli", "--listen", f"127.0.0.1:{port}",
             "--pg-host", ep.host, "--pg-port", str(ep.port), "--pg-password",
-            ep.password or PASSWORD, "--pool-size", "4", "--grpc-port", str(free_port()),
-            "--health-interval", "0.5",
+            ep.password or PASSWORD, "--pool-size", str(pool_size),
+            "--grpc-port", str(free_port()), "--health-interval", "0.5",
             "--topo", self.etcd.address, "--topo-root", self.topo_root, "--cell", "zone1",
             "--pooler-id", name, "--database", "postgres", "--tablegroup", "default",
             "--shard", "0"], self.dir, "listening on")
