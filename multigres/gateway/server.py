@@ -11,13 +11,17 @@ import logging
 import os
 import socket
 import ssl
+import time
 from collections import Counter
 from collections.abc import Coroutine
 from typing import Any
 
 from multigres._cy.relay import Relay
+from multigres.admin import http
+from multigres.gateway import stats
 from multigres.gateway.config import GatewayConfig
 from multigres.gateway.discovery import Discovery
+from multigres.gateway.metrics import GatewayHttp
 from multigres.gateway.secrets import UserSecrets
 from multigres.gateway.session import Session
 from multigres.netutil import split_hostport
@@ -35,6 +39,7 @@ class GatewayServer:
         self.keys: dict[tuple[int, int], Session] = {}
         self.stats: Counter[str] = Counter()
         self.buffered = 0  # sessions waiting for a target right now
+        self.started_at = time.time()
         self.tls_context: ssl.SSLContext | None = None
         if config.tls_cert is not None and config.tls_key is not None:
             self.tls_context = make_server_context(config.tls_cert, config.tls_key)
@@ -46,6 +51,8 @@ class GatewayServer:
         self.relay: Relay
         self.sock: socket.socket | None = None
         self.port = 0
+        self.http_sock: socket.socket | None = None
+        self.http: GatewayHttp | None = None
 
     def bind(self) -> socket.socket:
         """Bind the client socket (before anything starts: a taken port is one clear line)."""
@@ -62,6 +69,9 @@ class GatewayServer:
         sock.setblocking(False)
         self.sock = sock
         self.port = sock.getsockname()[1]
+        if self.config.http_port and self.http_sock is None:
+            self.http_sock = http.bind(self.config.listen_host, self.config.http_port,
+                                       "--http-port")
         return sock
 
     async def start(self) -> None:
@@ -69,10 +79,17 @@ class GatewayServer:
         self.relay = Relay(loop)
         await self.discovery.start()
         sock = self.sock or self.bind()
-        self.relay.listen(sock, lambda: Session(self))
+        self.relay.listen(sock, self._new_session)
+        if self.http_sock is not None:
+            self.http = GatewayHttp(self, self.http_sock)
+            await self.http.start()
+            log.info("status on http://%s:%d/debug/status", self.config.listen_host,
+                     self.http.port)
         log.info("gateway listening on %s:%d", self.config.listen_host, self.port)
 
     async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
         for s in list(self.sessions):
             s.close()
         self.relay.close()
@@ -87,7 +104,15 @@ class GatewayServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def snapshot(self, detail: bool = False) -> dict[str, Any]:
+        """What the console, /metrics and /debug/status show (stats.py)."""
+        return stats.snapshot(self, detail)
+
     # -- sessions and cancel keys -----------------------------------------------------------
+
+    def _new_session(self) -> Session:
+        self.stats["sessions"] += 1
+        return Session(self)
 
     def register_key(self, session: Session, pid: int) -> tuple[int, int]:
         """The session's BackendKeyData: the pid of its first server connection (what

@@ -409,6 +409,11 @@ class Session(asyncio.Protocol):
         return ClientAuthExchange(self.user, scram=self.scram)
 
     async def _login(self) -> None:
+        if self.database in ("multigres", "pgbouncer"):  # the admin console, no pooler
+            from multigres.gateway.admin import start_console
+
+            start_console(self)
+            return
         try:
             up = await self._connect_upstream()
         except PgError as e:

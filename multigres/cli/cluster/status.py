@@ -1,7 +1,8 @@
 """``multigres cluster status``: one row per component, as a table or JSON.
 
 Poolers are asked over gRPC (the first message of their Health stream, with a short
-deadline), the gateway by a TCP connect to its Postgres port.
+deadline), the gateway by a TCP connect to its Postgres port, then for its sessions and the
+poolers it sees from its ``/debug/status?format=json`` (1 s timeout).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from multigres.procutil import pid_alive
 from multigres.rpc import pooler_pb as pb
 
 GRPC_DEADLINE = 2.0
+HTTP_TIMEOUT = 1.0
 
 
 @dataclass
@@ -108,7 +110,32 @@ def _gateway_row(cfg: ClusterConfig, state: ClusterState) -> Row:
     row.healthy = up and pid is not None
     row.state = "up" if up else "down"
     row.detail = f"pid {pid}; cell {cfg.gateway_cell}" if pid else "not running"
+    if up and gw.http_port:
+        row.detail += "; " + gateway_status(gw.host, gw.http_port)
     return row
+
+
+def gateway_status(host: str, http_port: int, timeout: float = HTTP_TIMEOUT) -> str:
+    """Sessions and poolers as the gateway sees them, from its /debug/status (one line)."""
+    url = f"http://{host}:{http_port}/debug/status?format=json"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            doc: dict[str, Any] = json.loads(resp.read())
+        sessions = doc["sessions"]
+        poolers = doc["poolers"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as e:
+        return f"status page unreachable ({getattr(e, 'reason', e)})"
+    serving = sum(1 for p in poolers if p.get("serving"))
+    seen = ", ".join(f"{p['id']} {p['role']}{'' if p.get('serving') else ' (not serving)'}"
+                     for p in poolers)
+    busy = sessions.get("active", 0)
+    text = (f"{sessions.get('total', 0)} sessions ({busy} active); "
+            f"{serving}/{len(poolers)} poolers serving")
+    if seen:
+        text += f": {seen}"
+    if not doc.get("ready"):
+        text += "; not ready (no serving primary)"
+    return text
 
 
 def collect(paths: ClusterPaths) -> list[Row]:

@@ -26,7 +26,6 @@ from multigres.testing.etcd import ThrowawayEtcd
 from multigres.testing.postgres import PASSWORD, PgHarness
 
 
-
 def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition"
                ) -> Any:
     deadline = time.monotonic() + timeout
@@ -89,10 +88,12 @@ class GatewayCluster:
         self.poolers: dict[str, Proc] = {}
         self.pooler_ports: dict[str, int] = {}
         self.port = free_port()
+        self.http_port = free_port()  # /metrics, /readyz, /debug/status
         self.gateway = Proc("gateway", [
             sys.executable, "-m", "multigres.gateway.cli", "--listen", f"127.0.0.1:{self.port}",
             "--topo", etcd.address, "--topo-root", self.topo_root, "--cell", "zone1",
-            "--buffer-timeout", "6"], log_dir, "gateway listening on")
+            "--buffer-timeout", "6", "--http-port", str(self.http_port)],
+            log_dir, "gateway listening on")
 
     def add_pooler(self, name: str, pg: PgInstance, pool_size: int = 4) -> Proc:
         port = free_port()
