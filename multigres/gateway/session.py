@@ -458,6 +458,7 @@ class Session(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.buffer_timeout
         waiting = False
+        last_error = ""
         try:
             while True:
                 if not server.discovery.candidates(self.database) and server.discovery.poolers:
@@ -475,6 +476,7 @@ class Session(asyncio.Protocol):
                     except PgError as e:
                         if not e.sqlstate.startswith("08"):
                             raise  # the pooler's (or Postgres's) own answer: pass it on
+                        last_error = e.message
                         log.info("session %s: %s; waiting for another target", self.key, e)
                     else:
                         self.pooler = st
@@ -485,7 +487,8 @@ class Session(asyncio.Protocol):
                     what = "replica or primary" if self.target == "replica" else "primary"
                     raise PgError(
                         f"no serving {what} for database {self.database!r} within "
-                        f"{cfg.buffer_timeout:g} s",
+                        f"{cfg.buffer_timeout:g} s"
+                        + (f" (last attempt: {last_error})" if last_error else ""),
                         codes.CONNECTION_FAILURE,
                         hint="the gateway waits this long (buffer_timeout) during a failover; "
                              "see `multigres cluster status`")
