@@ -182,6 +182,7 @@ class Session(asyncio.Protocol):
                 if n == 1 and self.in_flight == 0 and self.tx_status == _I:
                     self.retry_batch = data
                 self.in_flight += n
+                self.server.stats["statements"] += n
                 up.write(data)
                 return
         self.rbuf.feed_data(data)
@@ -620,9 +621,11 @@ class Session(asyncio.Protocol):
                 msg = rb.message_bytes()
                 self._on_query(msg)
                 self.in_flight += 1
+                self.server.stats["statements"] += 1
                 out.append(msg)
             elif t == _S or t == _F:
                 self.in_flight += 1
+                self.server.stats["statements"] += 1
                 out.append(rb.message_bytes())
             elif t == _P:
                 msg = rb.message_bytes()
