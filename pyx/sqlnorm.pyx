@@ -23,13 +23,24 @@ kept in the key costs only a cache miss; a wrong placeholder gives a wrong resul
   So ORDER BY 1 (a column position) stays, and so do places where the grammar wants a
   constant: FETCH FIRST 5, CYCLE ... TO 'Y' DEFAULT 'N', UESCAPE '!', x AT TIME ZONE 'UTC'.
 - No placeholders inside ORDER BY / GROUP BY lists (up to LIMIT, OFFSET, FETCH, FOR, HAVING,
-  WINDOW, a set operation or the closing parenthesis), DISTINCT ON (...), type modifiers
+  WINDOW, a set operation or the closing parenthesis), DISTINCT ON (...), ON CONFLICT's
+  target (up to DO: its WHERE must prove a partial index's predicate), type modifiers
   (varchar(10), numeric(10,2), ::mytype(3), ::int[3], interval(3), second(3)),
   current_timestamp(3) and friends, extract(...), json_table(...), xmltable(...), and
   `name type(...)` column definitions.
+- Postgres matches expressions between clauses: under GROUP BY, `SELECT a + 1 ... GROUP BY
+  a + 1` (the select list, HAVING and WINDOW must use the grouped expressions), and with
+  DISTINCT, `ORDER BY a + 1` must be in the select list. A parameter breaks such a match
+  ($1 is not 1), so in a statement with GROUP BY or DISTINCT, literals in a select list,
+  HAVING or WINDOW clause, or anywhere inside one (subqueries included), stay. FROM, WHERE,
+  LIMIT, VALUES, SET and RETURNING keep their placeholders. (The statement is lexed again
+  when GROUP BY or DISTINCT shows up after such a placeholder.)
 - A typed literal (date '2024-01-01', interval '1 day', for a short list of built-in types
   where the two spellings mean the same) becomes $N::date: Postgres accepts only a string
   constant after the type name, and a cast of a parameter means the same thing.
+- Except an interval with fields: '1'::interval day (or interval '1' day) is 1 day, because
+  Postgres reads a literal with the type's fields, but $1::interval day reads $1 as an
+  interval first (1 second) and then truncates it to days (0). Such strings stay.
 - Kept as they are: U&'...' strings (and the string after UESCAPE), N'...', continued strings
   ('a'<newline>'b'), E'...' strings with \\u escapes or octal/hex escapes that give a zero or
   non-ASCII byte (their meaning depends on the server encoding), numbers with underscores or
@@ -63,6 +74,8 @@ cdef enum:
     STACK_LITS = 16
     # Words of a statement kept for its classification (ROLLBACK WORK TO SAVEPOINT ...).
     MAX_WORDS = 5
+    # Query levels ('(' nesting) whose clause is tracked; deeper ones count as matched.
+    MAX_LEVELS = 64
     KW_SLOTS = 1024     # keyword hash table: a power of two, several times the keywords
     KW_MAXLEN = 23
 
@@ -217,6 +230,8 @@ cdef enum Kw:
     KW_AS
     KW_ATOMIC
     KW_CASE
+    KW_CONFLICT
+    KW_INTERVAL
 
 cdef enum:
     F_ALLOW = 1 << 0        # a literal may follow (an expression starts here)
@@ -231,6 +246,9 @@ cdef enum:
     F_WRITE = 1 << 9        # makes a SELECT/WITH a write (FOR UPDATE/SHARE, INTO, DML in WITH)
     F_DML = 1 << 10         # a first word whose statement may take parameters
     F_EXPRWORD = 1 << 11    # a function call may follow (JOIN f(1), LATERAL f(1))
+    F_CLAUSE = 1 << 12      # starts a clause of its query level ...
+    F_MATCHED = 1 << 13     # ... whose expressions Postgres matches under GROUP BY/DISTINCT
+    F_FIELD = 1 << 14       # an interval field (interval '1' day)
 
 _KW_IDS = {
     "select": KW_SELECT, "values": KW_VALUES, "table": KW_TABLE, "with": KW_WITH,
@@ -249,7 +267,7 @@ _KW_IDS = {
     "refresh": KW_REFRESH, "security": KW_SECURITY, "import": KW_IMPORT,
     "reassign": KW_REASSIGN, "from": KW_FROM, "into": KW_INTO, "by": KW_BY,
     "order": KW_ORDER, "group": KW_GROUP, "on": KW_ON, "distinct": KW_DISTINCT, "as": KW_AS,
-    "atomic": KW_ATOMIC, "case": KW_CASE,
+    "atomic": KW_ATOMIC, "case": KW_CASE, "conflict": KW_CONFLICT, "interval": KW_INTERVAL,
 }
 
 _ALLOW = (
@@ -273,7 +291,7 @@ _KW_FLAGS = (
         "interval date time timestamp timestamptz timetz int int2 int4 int8 integer smallint "
         "bigint numeric decimal real float float4 float8 bool boolean text varchar uuid json "
         "jsonb bytea inet cidr money oid regclass tsquery tsvector xml")),
-    (F_CLAUSE_END, "limit offset fetch for union intersect except having window"),
+    (F_CLAUSE_END, "limit offset fetch for union intersect except having window do"),
     (F_SIGNKEEP, "first next offset"),
     (F_TYPESTOP, "materialized not"),
     (F_TYPECONT, (
@@ -283,6 +301,11 @@ _KW_FLAGS = (
     (F_WRITE, "insert update delete merge share into"),
     (F_DML, "select values table with insert update delete merge"),
     (F_EXPRWORD, "join lateral tablesample using by"),
+    (F_CLAUSE, (
+        "select from where having window limit offset fetch values set returning on using "
+        "union intersect except")),
+    (F_MATCHED, "select having window"),
+    (F_FIELD, "year month day hour minute second"),
 )
 
 ctypedef struct KwSlot:
@@ -394,6 +417,7 @@ ctypedef struct Lexer:
     # across statements
     int max_param
     bint redo_plain             # found a reason to drop every placeholder: run again without
+    bint redo_strict            # a placeholder in a matched clause under GROUP BY/DISTINCT
     int statements
     int kind
     int tx_verb
@@ -417,6 +441,12 @@ ctypedef struct Lexer:
     bint zone_clause            # the zone is an ORDER BY / GROUP BY list
     int zone_depth
     int typename                # 0; 1 after :: or AS; 2 inside a type name
+    bint strict                 # keep literals in matched clauses (see the module doc)
+    bint need_strict            # this statement has GROUP BY or DISTINCT
+    int matched_params          # placeholders put in matched clauses
+    # per query level: whether it (or a level around it) is in a matched clause
+    uchar outer_matched[MAX_LEVELS]
+    uchar matched[MAX_LEVELS]
     # the last three tokens (1: the latest)
     int t1
     int k1
@@ -508,6 +538,9 @@ cdef void _reset_statement(Lexer *L) noexcept:
     L.zone_clause = 0
     L.zone_depth = 0
     L.typename = 0
+    L.need_strict = 0
+    L.matched[0] = 0
+    L.outer_matched[0] = 0
     L.t1 = L.t2 = L.t3 = T_NONE
     L.k1 = L.k2 = L.k3 = KW_NONE
     L.f1 = L.f2 = L.f3 = 0
@@ -586,6 +619,9 @@ cdef void _classify(Lexer *L, int *kind, int *verb) noexcept:
 
 cdef void _end_statement(Lexer *L) noexcept:
     cdef int kind, verb
+    if L.need_strict and L.matched_params:
+        L.redo_strict = 1
+    L.matched_params = 0
     if L.stmt_open:
         _classify(L, &kind, &verb)
         if L.statements == 0:
@@ -594,6 +630,18 @@ cdef void _end_statement(Lexer *L) noexcept:
         L.kind_mask |= 1 << kind
         L.statements += 1
     _reset_statement(L)
+
+
+cdef inline void _set_clause(Lexer *L, bint matched) noexcept:
+    """A clause keyword at this query level: matched if it is, or a level around it is."""
+    if L.depth >= 0 and L.depth < MAX_LEVELS:
+        L.matched[L.depth] = L.outer_matched[L.depth] | matched
+
+
+cdef inline bint _in_matched(Lexer *L) noexcept:
+    if L.depth < 0 or L.depth >= MAX_LEVELS:
+        return True
+    return L.matched[L.depth]
 
 
 cdef int _word(Lexer *L, Py_ssize_t i, Py_ssize_t j) except -1:
@@ -615,17 +663,29 @@ cdef int _word(Lexer *L, Py_ssize_t i, Py_ssize_t j) except -1:
     # ORDER BY / GROUP BY lists: no placeholders (ORDER BY 1 is a column position).
     if L.zone and L.zone_clause and L.depth == L.zone_depth and (fl & F_CLAUSE_END):
         L.zone = 0
-    if kw == KW_BY and L.t1 == T_WORD and (L.k1 == KW_ORDER or L.k1 == KW_GROUP) and not L.zone:
-        L.zone = 1
+    if kw == KW_BY and L.t1 == T_WORD and (L.k1 == KW_ORDER or L.k1 == KW_GROUP):
+        if not L.zone:
+            L.zone = 1
+            L.zone_clause = 1
+            L.zone_depth = L.depth
+        _set_clause(L, True)
+        if L.k1 == KW_GROUP:
+            L.need_strict = 1
+    elif kw == KW_CONFLICT and L.t1 == T_WORD and L.k1 == KW_ON and not L.zone:
+        L.zone = 1           # ON CONFLICT (...) WHERE ...: up to DO
         L.zone_clause = 1
         L.zone_depth = L.depth
+    elif (fl & F_CLAUSE) and not (L.t1 == T_WORD and L.k1 == KW_DISTINCT):
+        _set_clause(L, (fl & F_MATCHED) != 0)   # (not IS DISTINCT FROM, DISTINCT ON)
+    elif kw == KW_DISTINCT and (L.t1 == T_LPAREN or (L.t1 == T_WORD and L.k1 == KW_SELECT)):
+        L.need_strict = 1
     # Type names after :: and AS, so that their modifiers stay constants.
     if kw == KW_AS:
         L.typename = 1
     elif L.typename == 1:
         L.typename = 0 if (fl & F_TYPESTOP) else 2
-    elif L.typename == 2 and not (fl & F_TYPECONT):
-        L.typename = 0
+    elif L.typename == 2 and not (fl & F_TYPECONT) and L.t1 != T_DOT:
+        L.typename = 0       # (after a dot the name goes on: ::public.geometry(point, 4326))
     if fl & F_WRITE:
         L.stmt_write = 1
         # SELECT ... INTO t is CREATE TABLE AS: no parameters there.
@@ -678,6 +738,9 @@ cdef int _open(Lexer *L, uchar c) except -1:
         L.zone = 1
         L.zone_clause = 0
         L.zone_depth = L.depth
+    if L.depth >= 0 and L.depth < MAX_LEVELS - 1:
+        L.outer_matched[L.depth + 1] = L.matched[L.depth]
+        L.matched[L.depth + 1] = L.matched[L.depth]
     L.depth += 1
     L.typename = 0
     _emit(L, &c, 1)
@@ -721,7 +784,7 @@ cdef int _literal(Lexer *L, Py_ssize_t start, Py_ssize_t end, Py_ssize_t vstart,
                   Py_ssize_t vend, int kind, int flags, bint safe) except -1:
     """A literal from start to end: a placeholder where that cannot change the statement."""
     cdef bint ok = 0
-    cdef bint typed = 0
+    cdef int typed = 0      # 1: interval '...', 2: another typed literal
     cdef int number
     cdef uchar digits[8]
     cdef int nd, k
@@ -733,6 +796,15 @@ cdef int _literal(Lexer *L, Py_ssize_t start, Py_ssize_t end, Py_ssize_t vstart,
         elif kind == LK_STRING and L.t1 == T_WORD and (L.f1 & F_TYPEDLIT) \
                 and _expr_start(L.t2, L.f2, L.t3, L.f3):
             ok = typed = 1
+            if L.k1 != KW_INTERVAL:
+                typed = 2    # (only interval '...' can have fields after it)
+        if ok and kind == LK_STRING and _interval_fields_follow(L.s, L.n, end, typed):
+            ok = typed = 0
+        if ok and _in_matched(L):
+            if L.strict:
+                ok = typed = 0
+            else:
+                L.matched_params += 1
     if not ok:
         _emit(L, L.s + start, end - start)
         _push(L, T_LIT, KW_NONE, 0)
@@ -793,6 +865,78 @@ cdef int _literal(Lexer *L, Py_ssize_t start, Py_ssize_t end, Py_ssize_t vstart,
     if end < L.n and (_cc[L.s[end]] & CC_IDCONT):
         L.space = 1      # 'a'b is 'a' AS b; "$1b" would be one token
     return 0
+
+
+cdef Py_ssize_t _skip_space(const uchar *s, Py_ssize_t n, Py_ssize_t j) noexcept:
+    """Past whitespace and comments from j (to n if a comment does not end)."""
+    cdef int depth
+    while j < n:
+        if _cc[s[j]] & CC_SPACE:
+            j += 1
+        elif s[j] == 45 and j + 1 < n and s[j + 1] == 45:
+            while j < n and s[j] != 10 and s[j] != 13:
+                j += 1
+        elif s[j] == 47 and j + 1 < n and s[j + 1] == 42:
+            j += 2
+            depth = 1
+            while j < n and depth:
+                if s[j] == 42 and j + 1 < n and s[j + 1] == 47:
+                    depth -= 1
+                    j += 2
+                elif s[j] == 47 and j + 1 < n and s[j + 1] == 42:
+                    depth += 1
+                    j += 2
+                else:
+                    j += 1
+        else:
+            break
+    return j
+
+
+cdef inline Py_ssize_t _ident_end(const uchar *s, Py_ssize_t n, Py_ssize_t j) noexcept:
+    if j >= n or not (_cc[s[j]] & CC_IDSTART):
+        return j
+    j += 1
+    while j < n and (_cc[s[j]] & CC_IDCONT):
+        j += 1
+    return j
+
+
+cdef bint _interval_fields_follow(const uchar *s, Py_ssize_t n, Py_ssize_t j,
+                                  int typed) noexcept:
+    """Whether a string literal ending at j is an interval with fields: followed by
+    `::interval day`, `AS interval hour to minute`, or for interval '1' (typed == 1), `day`."""
+    cdef Py_ssize_t e
+    cdef const KwSlot *slot
+    if typed == 2:
+        return False
+    if not typed:
+        j = _skip_space(s, n, j)
+        if j + 1 < n and s[j] == 58 and s[j + 1] == 58:  # ::
+            j += 2
+        else:
+            e = _ident_end(s, n, j)
+            slot = _kw_find(s + j, e - j) if e > j else NULL
+            if slot == NULL or slot.id != KW_AS:
+                return False
+            j = e
+        while True:      # the type's name, schema-qualified or not
+            j = _skip_space(s, n, j)
+            e = _ident_end(s, n, j)
+            if e == j:
+                return False
+            slot = _kw_find(s + j, e - j)
+            j = _skip_space(s, n, e)
+            if j < n and s[j] == 46:  # .
+                j += 1
+                continue
+            break
+        if slot == NULL or slot.id != KW_INTERVAL:
+            return False
+    j = _skip_space(s, n, j)
+    e = _ident_end(s, n, j)
+    slot = _kw_find(s + j, e - j) if e > j else NULL
+    return slot != NULL and (slot.flags & F_FIELD) != 0
 
 
 cdef Py_ssize_t _scan_quoted(const uchar *s, Py_ssize_t n, Py_ssize_t j, bint escapes,
@@ -1176,8 +1320,9 @@ cdef Py_ssize_t _qident(Lexer *L, Py_ssize_t start, Py_ssize_t q) except -1:
 
 
 cdef void _init_lexer(Lexer *L, const uchar *s, Py_ssize_t n, bint scs, bint params, int base,
-                      uchar *stack_out) noexcept:
+                      bint strict, uchar *stack_out) noexcept:
     L.s = s
+    L.strict = strict
     L.n = n
     L.scs = scs
     L.params = params
@@ -1196,6 +1341,8 @@ cdef void _init_lexer(Lexer *L, const uchar *s, Py_ssize_t n, bint scs, bint par
     L.nlits = 0
     L.max_param = 0
     L.redo_plain = 0
+    L.redo_strict = 0
+    L.matched_params = 0
     L.statements = 0
     L.kind = SK_OTHER
     L.tx_verb = TX_NONE
@@ -1216,19 +1363,27 @@ cdef Normalized normalize_ptr(const char *sql, Py_ssize_t n, object owner, bint 
     if owner is None:
         owner = PyBytes_FromStringAndSize(sql, n)
         sql = PyBytes_AS_STRING(owner)
+    cdef bint params = True
+    cdef bint strict = False
+    cdef int base = 0
     try:
-        _init_lexer(&L, <const uchar *>sql, n, scs, True, 0, stack_out)
-        _lex(&L)
-        if L.nlits and (L.redo_plain or L.statements > 1):
-            _init_lexer(&L, <const uchar *>sql, n, scs, False, 0, stack_out)
+        # Each condition below holds at most once, so at most three passes; almost every
+        # statement takes one.
+        while True:
+            _init_lexer(&L, <const uchar *>sql, n, scs, params, base, strict, stack_out)
             _lex(&L)
-        elif L.nlits and L.max_param:
-            # Placeholders go after the statement's own $n, known only at its end.
-            _init_lexer(&L, <const uchar *>sql, n, scs, True, L.max_param, stack_out)
-            _lex(&L)
-            if L.redo_plain:
-                _init_lexer(&L, <const uchar *>sql, n, scs, False, 0, stack_out)
-                _lex(&L)
+            if not L.nlits:
+                break
+            if L.redo_plain or L.statements > 1:
+                params = False
+            elif L.redo_strict and not strict:
+                strict = True
+                base = L.max_param
+            elif L.max_param != base:
+                # Placeholders go after the statement's own $n, known only at its end.
+                base = L.max_param
+            else:
+                break
         res = Normalized.__new__(Normalized)
         res.sql = owner
         if L.olen == n and memcmp(L.out, sql, n) == 0:
@@ -1237,7 +1392,7 @@ cdef Normalized normalize_ptr(const char *sql, Py_ssize_t n, object owner, bint 
             res.text = PyBytes_FromStringAndSize(<char *>L.out, L.olen)
         res.statements = L.statements
         res.n_params = L.nlits
-        res.param_base = L.base
+        res.param_base = L.max_param
         res.kind_mask = L.kind_mask
         res.has_function_call = L.has_call
         res.kind_c = L.kind
