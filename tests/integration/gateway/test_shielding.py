@@ -30,7 +30,7 @@ def test_pooler_restart_outside_a_transaction(gw_cluster: GatewayCluster) -> Non
         threading.Timer(1.0, pooler.start).start()
         t0 = time.monotonic()
         assert conn.execute("SELECT %s::int + 1", (41,)).fetchone() == (42,)
-        assert time.monotonic() - t0 < 14
+        assert time.monotonic() - t0 < 20
         assert conn.execute("SHOW application_name").fetchone() == ("survivor",)
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
     finally:
@@ -77,7 +77,7 @@ def test_no_target_within_the_buffer_time(gw_cluster: GatewayCluster) -> None:
             conn.execute("SELECT 1")
         assert e.value.sqlstate == "08006"
         assert "no serving primary" in str(e.value)
-        assert 5 < time.monotonic() - t0 < 20
+        assert 9 < time.monotonic() - t0 < 25
         pooler.start()
         assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
@@ -97,7 +97,7 @@ def test_new_primary(gw_cluster: GatewayCluster) -> None:
         t0 = time.monotonic()
         conn.execute("CREATE TABLE IF NOT EXISTS gw_moved (x int)")
         conn.execute("INSERT INTO gw_moved VALUES (1)")
-        assert time.monotonic() - t0 < 14
+        assert time.monotonic() - t0 < 20
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
         assert conn.execute("SHOW application_name").fetchone() == ("mover",)
         # The replica session had nowhere else to go: it follows to the primary it is on.
