@@ -92,7 +92,7 @@ class GatewayCluster:
         self.gateway = Proc("gateway", [
             sys.executable, "-m", "multigres.gateway.cli", "--listen", f"127.0.0.1:{self.port}",
             "--topo", etcd.address, "--topo-root", self.topo_root, "--cell", "zone1",
-            "--buffer-timeout", "6", "--http-port", str(self.http_port)],
+            "--buffer-timeout", "10", "--http-port", str(self.http_port)],
             log_dir, "gateway listening on")
 
     def add_pooler(self, name: str, pg: PgInstance, pool_size: int = 4) -> Proc:
