@@ -10,8 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from multigres.configfile import read_settings
 from multigres.netutil import split_hostport
 
 
@@ -141,14 +140,7 @@ def load(argv: list[str]) -> GatewayConfig:
     cfg = GatewayConfig(argv=list(argv))
     path = args.pop("config", None)
     if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings (key: value lines)")
+        raw = read_settings(path, ConfigError)
         for k, v in raw.items():
             _apply(cfg, str(k).replace("-", "_"), v, str(path))
     for k, v in args.items():

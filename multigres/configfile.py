@@ -1,0 +1,22 @@
+"""Reading a service's YAML settings file (``--config``), with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def read_settings(path: str | Path, error: type[Exception]) -> dict[str, Any]:
+    """The file's mapping of settings; ``error`` (the service's ConfigError) with a message
+    naming the file when it cannot be read or is not a mapping."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise error(f"cannot read config file {path}: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise error(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping of settings (key: value lines)")
+    return raw
