@@ -5,6 +5,12 @@ pooler with a gRPC port a task follows its Health stream (role, serving state, l
 Postgres reachable). A pooler serves a session only while both its record and its latest
 health say it serves; a broken stream means "unknown", which does not serve, and is retried.
 
+The primary of a shard is the one its Shard record names (the record is written by whoever
+changes primaries, after the promotion: fresher than a health poll, which can still say
+"primary" for a demoted server that restarted between two polls); while the record says the
+shard's primary is not serving (a switchover), there is none, and statements wait. Without a
+Shard record (a pooler alone, in tests), the pooler whose health says primary is.
+
 Waiting for a target (a restart, a failover) is ``await discovery.changed()``: every change
 of a record or a health message wakes the waiters, who look again.
 """
@@ -22,7 +28,7 @@ import grpc
 
 from multigres.rpc.pooler_client import PoolerClient
 from multigres.topo.errors import TopoError
-from multigres.topo.records import Pooler, ServingState
+from multigres.topo.records import Pooler, ServingState, Shard
 from multigres.topo.server import TopoServer
 
 log = logging.getLogger("multigres.gateway")
@@ -73,6 +79,8 @@ class Discovery:
         self.topo = topo
         self.cell = cell
         self.poolers: dict[tuple[str, str], PoolerState] = {}  # (cell, id) -> state
+        # (database, tablegroup, shard) -> its record (None: watched, but absent)
+        self.shards: dict[tuple[str, str, str], Shard | None] = {}
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._rr = itertools.count()
@@ -133,6 +141,14 @@ class Discovery:
 
     def primary(self, database: str) -> PoolerState | None:
         """The serving primary of the database, if one is known."""
+        for (db, _tg, _name), shard in self.shards.items():
+            if db != database or shard is None:
+                continue
+            if not shard.is_primary_serving:
+                return None  # writes are being switched: wait
+            if shard.primary_id:
+                st = self.poolers.get((shard.primary_cell, shard.primary_id))
+                return st if st is not None and st.serving else None
         found = [st for st in self.candidates(database) if st.serving and st.role == "primary"]
         if len(found) > 1:
             # Two poolers report a primary (a switchover in progress, or a split brain that
@@ -142,12 +158,18 @@ class Discovery:
             found.sort(key=lambda st: -st.health_at)
         return found[0] if found else None
 
+    def replicas(self, database: str, max_lag: float) -> list[PoolerState]:
+        """The serving replicas under ``max_lag`` seconds of lag, this cell's if any."""
+        primary = self.primary(database)
+        found = [st for st in self.candidates(database)
+                 if st.serving and st.role == "replica" and st.lag_seconds < max_lag
+                 and st is not primary]
+        local = [st for st in found if st.record.cell == self.cell]
+        return local or found
+
     def replica(self, database: str, max_lag: float) -> PoolerState | None:
         """A serving replica under ``max_lag`` seconds of lag, from this cell if one is."""
-        found = [st for st in self.candidates(database)
-                 if st.serving and st.role == "replica" and st.lag_seconds < max_lag]
-        local = [st for st in found if st.record.cell == self.cell]
-        pick = local or found
+        pick = self.replicas(database, max_lag)
         if not pick:
             return None
         pick.sort(key=lambda st: st.id)
@@ -196,6 +218,10 @@ class Discovery:
             self.poolers[key] = st
         else:
             st.record = record
+        key3 = (record.database, record.tablegroup, record.shard)
+        if record.database and key3 not in self.shards:
+            self.shards[key3] = None
+            self._tasks.append(asyncio.create_task(self._watch_shard(*key3)))
         if st.grpc_address != grpc_address:
             await self._stop_health(st)
             st.grpc_address = grpc_address
@@ -203,6 +229,27 @@ class Discovery:
                 st.client = PoolerClient(grpc_address)
                 st.task = asyncio.create_task(self._follow_health(st))
         self._notify()
+
+    async def _watch_shard(self, database: str, tablegroup: str, name: str) -> None:
+        key = (database, tablegroup, name)
+        delay = RETRY_MIN
+        while not self.closed:
+            try:
+                async with self.topo.watch_shard(database, tablegroup, name) as watch:
+                    for change in watch.initial:
+                        self.shards[key] = change.record
+                    self._notify()
+                    delay = RETRY_MIN
+                    async for change in watch:
+                        self.shards[key] = change.record
+                        self._notify()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("watching shard %s/%s/%s: %s; retrying", database, tablegroup,
+                            name, e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     async def _remove(self, key: tuple[str, str]) -> None:
         st = self.poolers.pop(key, None)

@@ -444,13 +444,15 @@ class Session(asyncio.Protocol):
         return d.primary(self.database)
 
     def _target_ok(self, st: PoolerState) -> bool:
-        if not st.serving:
-            return False
-        if st.role == "primary":
-            # A replica session on the primary (the fallback) moves when a replica qualifies.
-            return self.target == "primary" or self._pick() is st
-        return (self.target == "replica"
-                and st.lag_seconds < self.server.config.replica_lag_threshold)
+        d = self.server.discovery
+        primary = d.primary(self.database)
+        if self.target == "primary":
+            return st is primary
+        lag = self.server.config.replica_lag_threshold
+        if st is primary:
+            # A replica session on the primary (the fallback) moves once a replica qualifies.
+            return not d.replicas(self.database, lag)
+        return st.serving and st.role == "replica" and st.lag_seconds < lag
 
     async def _connect_upstream(self) -> Upstream:
         """Wait (bounded) for a serving target and log in to its pooler."""

@@ -141,6 +141,9 @@ class ShardRef:
         return f"{self.database}/{self.tablegroup}/{self.shard}"
 
 
+ANNOUNCE_GRACE = 0.2  # seconds between announcing the switch and looking for open work
+
+
 @dataclass(frozen=True)
 class Timeouts:
     lock: float = 30.0  # waiting for another holder of the shard lock
@@ -383,6 +386,9 @@ class _Switchover:
             await self.topo.update_shard_fields(
                 self.ref.database, self.ref.tablegroup, self.ref.shard, _set_serving(False))
             await self._pooler(primary, serving=ServingState.NOT_SERVING)
+            # Gateways learn of it through their topology watches within milliseconds; a
+            # statement they sent just before is open on the primary by the time we look.
+            await asyncio.sleep(ANNOUNCE_GRACE)
         async with self.steps.step(f"let open transactions on {primary.name} finish") as notes:
             notes.append(await self._drain(primary))
         async with self.steps.step(f"stop writes: clean shutdown of {primary.name}") as notes:
