@@ -17,6 +17,7 @@ from libc.string cimport memchr, memcmp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from multigres._cy.poolcore import may_have_effects_bytes
+from multigres._cy.sqlnorm cimport Normalized, normalize_ptr
 
 
 cdef inline Py_ssize_t _msg_len(const unsigned char *p) noexcept nogil:
@@ -38,15 +39,20 @@ cdef bint _has(const char *p, Py_ssize_t n, const char *needle, Py_ssize_t k) no
     return False
 
 
-def scan_client(bytes data):
+def scan_client(bytes data, object plans=None, object extra=None):
     """The number of Query, Sync and FunctionCall messages (each answered by one
     ReadyForQuery) if ``data`` is whole frontend messages the gateway forwards untouched;
-    -1 if the session must look."""
+    -1 if the session must look.
+
+    With ``plans`` (a PlanCache), each Query's statement is normalized and must have a plan
+    cached under ``extra`` (the database): a miss, or a statement that does not lex, is -1
+    (the session plans it)."""
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t i = 0, end, length
     cdef int count = 0
     cdef unsigned char t
+    cdef Normalized norm
     while i < n:
         if n - i < 5:
             return -1
@@ -60,6 +66,13 @@ def scan_client(bytes data):
         if t == b'Q':
             if length < 5 or may_have_effects_bytes(data[i + 5:end - 1]):
                 return -1
+            if plans is not None:
+                try:
+                    norm = normalize_ptr(<const char *>p + i + 5, length - 5, None, True)
+                except ValueError:
+                    return -1
+                if plans.get(norm.text, extra) is None:
+                    return -1
             count += 1
         elif t == b'S' or t == b'F':
             count += 1

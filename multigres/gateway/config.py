@@ -36,6 +36,7 @@ class GatewayConfig:
     max_client_conn: int = 10000
     max_message_size: int = 64 * 1024 * 1024
     pooler_connect_timeout: float = 5.0
+    plan_cache_size: int = 5000  # plans (normalized statement texts) kept per gateway
     # Users (after they authenticated as usual) allowed on the admin console (database
     # ``multigres`` or ``pgbouncer``).
     admin_users: list[str] = field(default_factory=lambda: ["postgres"])
@@ -51,7 +52,8 @@ class GatewayConfig:
 
 
 _FLOATS = {"replica_lag_threshold", "buffer_timeout", "pooler_connect_timeout"}
-_INTS = {"http_port", "buffer_size", "max_client_conn", "max_message_size"}
+_INTS = {"http_port", "buffer_size", "max_client_conn", "max_message_size",
+         "plan_cache_size"}
 _PATHS = {"tls_cert", "tls_key"}
 _HOSTPORTS = {"listen", "topo"}
 _LISTS = {"admin_users"}
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-client-conn", type=int)
     p.add_argument("--max-message-size", type=int)
     p.add_argument("--pooler-connect-timeout", type=float)
+    p.add_argument("--plan-cache-size", type=int, help="plans kept (default 5000)")
     p.add_argument("--admin-users",
                    help="comma-separated users allowed on the admin console (default postgres)")
     return p
@@ -147,6 +150,8 @@ def load(argv: list[str]) -> GatewayConfig:
         _apply(cfg, k, v, "--" + k.replace("_", "-"))
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
+    if cfg.plan_cache_size < 1:
+        raise ConfigError("plan_cache_size (--plan-cache-size) must be at least 1")
     if cfg.buffer_size < 1:
         raise ConfigError("buffer_size (--buffer-size) must be at least 1")
     return cfg

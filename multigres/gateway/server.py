@@ -22,6 +22,7 @@ from multigres.gateway import stats
 from multigres.gateway.config import GatewayConfig
 from multigres.gateway.discovery import Discovery
 from multigres.gateway.metrics import GatewayHttp
+from multigres.gateway.plan import Planner
 from multigres.gateway.secrets import UserSecrets
 from multigres.gateway.session import Session
 from multigres.netutil import split_hostport
@@ -47,6 +48,8 @@ class GatewayServer:
         self.topo = TopoServer(EtcdConn(f"{host}:{port}", root=config.topo_root))
         self.discovery = Discovery(self.topo, config.cell)
         self.secrets = UserSecrets(self.discovery)
+        self.planner = Planner(config.plan_cache_size)
+        self.plan_cache = self.planner.cache  # for the status page and /metrics
         self._tasks: set[asyncio.Task[Any]] = set()
         self.relay: Relay
         self.sock: socket.socket | None = None

@@ -177,7 +177,7 @@ class Session(asyncio.Protocol):
                 and (self.in_flight or self.tx_status != _I
                      or self.generation == self.server.discovery.generation)):
             # The common case: whole messages that need no look, forwarded as received.
-            n = scan_client(data)
+            n = scan_client(data, self.server.planner.cache, self.database)
             if n >= 0:
                 if n == 1 and self.in_flight == 0 and self.tx_status == _I:
                     self.retry_batch = data
@@ -621,6 +621,7 @@ class Session(asyncio.Protocol):
                 continue
             if t == _Q:
                 msg = rb.message_bytes()
+                self.server.planner.plan(msg[5:-1], self.database)
                 self._on_query(msg)
                 self.in_flight += 1
                 self.server.stats["statements"] += 1
@@ -631,6 +632,9 @@ class Session(asyncio.Protocol):
                 out.append(rb.message_bytes())
             elif t == _P:
                 msg = rb.message_bytes()
+                name_end = msg.index(b"\x00", 5)
+                self.server.planner.plan(msg[name_end + 1:msg.index(b"\x00", name_end + 1)],
+                                         self.database)
                 if msg[5] != 0:  # a named statement: rebuilt on another pooler
                     self.replay.append(msg)
                 out.append(msg)
