@@ -144,7 +144,10 @@ def pooler_row(st: PoolerState) -> dict[str, Any]:
 def plan_cache_stats(server: GatewayServer) -> dict[str, int] | None:
     """The plan cache's counters (``PlanCache.stats()``), summed over the caches if the
     gateway keeps one per database; None while the gateway has none."""
-    cache: Any = getattr(server, "plan_cache", None) or getattr(server, "plan_caches", None)
+    # (not ``a or b``: an empty PlanCache is falsy, having a length)
+    cache: Any = getattr(server, "plan_cache", None)
+    if cache is None:
+        cache = getattr(server, "plan_caches", None)
     if cache is None:
         return None
     caches = list(cache.values()) if isinstance(cache, Mapping) else [cache]

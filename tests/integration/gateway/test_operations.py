@@ -177,3 +177,19 @@ def test_cluster_status_reads_the_gateway(gw_cluster: GatewayCluster) -> None:
         detail = gateway_status("127.0.0.1", gw_cluster.http_port)
     assert "sessions" in detail and "2/2 poolers serving" in detail
     assert "unreachable" in gateway_status("127.0.0.1", 1)
+
+
+def test_plan_cache_counts(gw_cluster: GatewayCluster) -> None:
+    """Statements that differ only in literals share a plan: one miss, then hits."""
+    def stats() -> dict[str, int]:
+        return {r["stat"]: int(r["value"]) for r in admin(gw_cluster, "SHOW STATS")}
+
+    before = stats()
+    with gw_cluster.connect() as conn:
+        for i in range(10):
+            conn.execute(f"SELECT {i} + 4242 AS plan_cache_probe")
+    after = stats()
+    assert after["plan_cache_misses"] == before["plan_cache_misses"] + 1
+    assert after["plan_cache_hits"] >= before["plan_cache_hits"] + 9
+    assert after["statements"] >= before.get("statements", 0) + 10
+    assert after["plan_cache_size"] >= 1
