@@ -72,6 +72,7 @@ def scan_client(bytes data, object plans=None, object extra=None):
                 except ValueError:
                     return -1
                 if plans.get(norm.text, extra) is None:
+                    plans.misses -= 1  # the session plans it, and counts the miss then
                     return -1
             count += 1
         elif t == b'S' or t == b'F':

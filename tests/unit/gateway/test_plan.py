@@ -33,7 +33,9 @@ def test_the_fast_path_needs_a_cached_plan() -> None:
     p = Planner()
     q = build_query("SELECT 1 + 1")
     assert scan_client(q, p.cache, "db") == -1  # a miss: the session plans it
+    assert p.cache.misses == 0  # (and counts it then, once)
     p.plan(b"SELECT 1 + 1", "db")
+    assert p.cache.misses == 1
     assert scan_client(q, p.cache, "db") == 1
     assert scan_client(build_query("SELECT 1 + 7"), p.cache, "db") == 1  # same plan
     assert scan_client(q, p.cache, "elsewhere") == -1
