@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "pgctld", help="manage one Postgres instance (see `multigres pgctld -h`)", add_help=False
     )
+    sub.add_parser(
+        "local", help="run the gateway and poolers in one process (see `multigres local -h`)",
+        add_help=False,
+    )
     return p
 
 
@@ -33,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "pgctld":
         return pgctld_cli.main(argv[1:], prog="multigres pgctld")
+    if argv and argv[0] == "local":
+        from multigres.cli import local
+
+        return local.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == "cluster":

@@ -25,6 +25,7 @@ from multigres.gateway.metrics import GatewayHttp
 from multigres.gateway.plan import Planner
 from multigres.gateway.secrets import UserSecrets
 from multigres.gateway.session import Session
+from multigres.gateway.upstream import LocalPooler
 from multigres.netutil import split_hostport
 from multigres.topo.etcd import EtcdConn
 from multigres.topo.server import TopoServer
@@ -48,6 +49,9 @@ class GatewayServer:
         self.topo = TopoServer(EtcdConn(f"{host}:{port}", root=config.topo_root))
         self.discovery = Discovery(self.topo, config.cell)
         self.secrets = UserSecrets(self.discovery)
+        # Local mode: poolers running in this process, by pooler id; sessions reach them
+        # through an in-memory pipe instead of a socket.
+        self.local_poolers: dict[str, LocalPooler] = {}
         self.planner = Planner(config.plan_cache_size)
         self.plan_cache = self.planner.cache  # for the status page and /metrics
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -475,7 +475,7 @@ class Session(asyncio.Protocol):
                         up = await open_upstream(
                             server.relay, st.id, st.record.host, st.record.port,
                             {k: v for k, v in self.params.items()}, self.login_auth(),
-                            cfg.pooler_connect_timeout)
+                            cfg.pooler_connect_timeout, server.local_poolers.get(st.id))
                     except PgError as e:
                         if not e.sqlstate.startswith("08"):
                             raise  # the pooler's (or Postgres's) own answer: pass it on

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Protocol
 
 from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
@@ -19,10 +20,15 @@ from multigres.wire import sqlstate as codes
 from multigres.wire.auth import AuthRequest, ClientAuthExchange
 from multigres.wire.auth_errors import AuthFailed
 from multigres.wire.errors import PgError
+from multigres.wire.pipe import pipe
 from multigres.wire.protocol import build_cancel_request, build_startup_message
 
 _R, _S, _K, _Z, _E, _P = (ord(c) for c in "RSKZEp")
 TERMINATE = build_message(ord("X"))
+
+
+# Makes the pooler's protocol object for a new in-process client connection.
+LocalPooler = Callable[[], asyncio.Protocol]
 
 
 class Sink(Protocol):
@@ -168,17 +174,22 @@ async def open_upstream(
     params: dict[str, str],
     auth: ClientAuthExchange,
     within: float,
+    local: LocalPooler | None = None,
 ) -> Upstream:
-    """A logged-in connection to the pooler at ``host:port``. PgError: the pooler's own
-    error (as it sent it: a wrong password, a database that does not exist), or 08006 when
-    it cannot be reached."""
+    """A logged-in connection to the pooler at ``host:port``, or to ``local`` (a pooler in
+    this process: joined in memory, no socket). PgError: the pooler's own error (as it sent
+    it: a wrong password, a database that does not exist), or 08006 when it cannot be
+    reached."""
     up = Upstream(pooler_id, host, port, auth)
     sock: socket.socket | None = None
     try:
         async with asyncio.timeout(within):
-            sock = await tcp_connect(host, port)
-            relay.adopt(sock, up)
-            sock = None
+            if local is not None:
+                pipe(up, local())
+            else:
+                sock = await tcp_connect(host, port)
+                relay.adopt(sock, up)
+                sock = None
             assert up.transport is not None
             up.transport.write(build_startup_message(params))
             return await up.ready

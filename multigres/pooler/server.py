@@ -133,6 +133,11 @@ class PoolerServer:
             client.cancel_key = key_for_worker(client.cancel_key, self.worker, self.workers)
         return client
 
+    def local_client(self) -> Client:
+        """A client for a connection from this process (local mode: the gateway's sessions
+        reach the pooler through an in-memory pipe); the caller makes the transport."""
+        return self._new_client()
+
     def client_closed(self, client: Client) -> None:
         """``client`` is gone: keep what it did in the totals of its pool."""
         self.connect_times.pop(client.id, None)

@@ -7,6 +7,7 @@ Each process is a subprocess on free loopback ports, stopped at the end (on fail
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import sys
@@ -95,21 +96,35 @@ class GatewayCluster:
             "--buffer-timeout", "10", "--http-port", str(self.http_port)],
             log_dir, "gateway listening on")
 
-    def add_pooler(self, name: str, pg: PgInstance, pool_size: int = 4) -> Proc:
+    def pooler_args(self, name: str, pg: PgInstance, pool_size: int = 4) -> list[str]:
+        """The flags of a multipooler registered in this cluster's topology."""
         port = free_port()
+        self.pooler_ports[name] = port
         ep = pg.endpoint()
-        proc = Proc(name, [
-            sys.executable, "-m", "multigres.pooler.cli", "--listen", f"127.0.0.1:{port}",
+        return [
+            "--listen", f"127.0.0.1:{port}",
             "--pg-host", ep.host, "--pg-port", str(ep.port), "--pg-password",
             ep.password or PASSWORD, "--pool-size", str(pool_size),
             "--grpc-port", str(free_port()), "--health-interval", "0.5",
             "--topo", self.etcd.address, "--topo-root", self.topo_root, "--cell", "zone1",
             "--pooler-id", name, "--database", "postgres", "--tablegroup", "default",
-            "--shard", "0"], self.dir, "listening on")
+            "--shard", "0"]
+
+    def add_pooler(self, name: str, pg: PgInstance, pool_size: int = 4) -> Proc:
+        proc = Proc(name, [sys.executable, "-m", "multigres.pooler.cli",
+                           *self.pooler_args(name, pg, pool_size)], self.dir, "listening on")
         self.poolers[name] = proc
-        self.pooler_ports[name] = port
         proc.start()
         return proc
+
+    def start_local(self, poolers: list[tuple[str, PgInstance]]) -> None:
+        """Local mode: the gateway and these poolers in one ``multigres local`` process."""
+        cmd = [sys.executable, "-m", "multigres.cli.main", "local"]
+        for name, pg in poolers:
+            cmd += ["--pooler", shlex.join(self.pooler_args(name, pg))]
+        cmd += ["--gateway", shlex.join(self.gateway.cmd[3:])]
+        self.gateway = Proc("local", cmd, self.dir, "gateway listening on")
+        self.gateway.start()
 
     def conninfo(self, dbname: str = "postgres", user: str = "postgres",
                  password: str = PASSWORD, **kw: Any) -> str:
@@ -142,6 +157,20 @@ def gw_cluster(pg_harness: PgHarness, etcd_server: ThrowawayEtcd) -> Iterator[Ga
         cluster.gateway.start()
         # Until both poolers' health reached the gateway a replica session may land on the
         # primary; the tests that care wait for it themselves.
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def local_cluster(pg_harness: PgHarness, etcd_server: ThrowawayEtcd
+                  ) -> Iterator[GatewayCluster]:
+    """The same cluster in local mode: gateway and both poolers in one process."""
+    primary, replicas = pg_harness.shard(replicas=1)
+    log_dir = Path(tempfile.mkdtemp(prefix="multigres-local-"))
+    cluster = GatewayCluster(etcd_server, primary, replicas[0], log_dir)
+    try:
+        cluster.start_local([("zone1-l1", primary), ("zone1-l2", replicas[0])])
         yield cluster
     finally:
         cluster.stop()
