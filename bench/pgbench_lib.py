@@ -376,6 +376,7 @@ TPS_VS_PGBOUNCER = 0.9  # every row
 CPU_VS_PGBOUNCER = 1.2  # -S at 16 clients
 IDLE_MB_PER_10K = 100  # RSS cost of 10,000 idle clients
 GW_CPU_VS_PGBOUNCER = 2.2  # gateway + pooler, -S at 16 clients (issue 4)
+GW_LOCAL_CPU_VS_PGBOUNCER = 1.4  # the same in local mode (one process)
 GW_IDLE_MB_PER_10K = 150
 
 
@@ -385,11 +386,12 @@ def goal_misses(mp: RunResult, pgb: RunResult | None, direct: RunResult | None) 
     misses = []
     if mp.tps is None:
         return ["no result"]
-    if mp.target == "multigateway":
+    if mp.target.startswith("multigateway"):
+        limit = GW_LOCAL_CPU_VS_PGBOUNCER if mp.target.endswith("local") else GW_CPU_VS_PGBOUNCER
         if mp.workload == "S" and mp.clients == 16 and pgb is not None:
             mine, theirs = mp.proxy_us_per_tx, pgb.proxy_us_per_tx
-            if mine is not None and theirs and mine > GW_CPU_VS_PGBOUNCER * theirs:
-                misses.append(f"CPU > {GW_CPU_VS_PGBOUNCER}x pgb")
+            if mine is not None and theirs and mine > limit * theirs:
+                misses.append(f"CPU > {limit}x pgb")
         return misses
     if pgb is not None and pgb.tps and mp.tps < TPS_VS_PGBOUNCER * pgb.tps:
         misses.append(f"TPS < {TPS_VS_PGBOUNCER}x pgb")
@@ -430,7 +432,7 @@ RUN_HEADERS = [
     "goals",
 ]
 RUN_ALIGN = "<r<rrrrrr<"
-OURS = ("multipooler", "multigateway")
+OURS = ("multipooler", "multigateway", "multigateway-local")
 
 
 def run_rows(results: list[RunResult]) -> tuple[list[list[str]], list[str]]:
@@ -496,7 +498,7 @@ def idle_rows(results: list[IdleResult]) -> tuple[list[list[str]], list[str]]:
         delta = r.delta
         per = delta / r.opened / 1024 if delta is not None and r.opened else None
         goal = ""
-        limit = GW_IDLE_MB_PER_10K if r.target == "multigateway" else IDLE_MB_PER_10K
+        limit = GW_IDLE_MB_PER_10K if r.target.startswith("multigateway") else IDLE_MB_PER_10K
         if r.target in OURS and r.opened < r.requested:
             goal = f"MISS: {r.opened} of {r.requested} opened"
         elif r.target in OURS and delta is not None and r.opened:

@@ -434,7 +434,8 @@ class Multigateway(Multipooler):
         self.etcd = start_etcd(self.workdir / "etcd")
         self.pooler_port = free_port()
 
-    def argv(self) -> list[str]:
+    def commands(self) -> tuple[list[str], list[str]]:
+        """The pooler's and the gateway's command lines."""
         gateway_port, self.port = self.port, self.pooler_port
         try:
             pooler = super().argv()
@@ -445,6 +446,10 @@ class Multigateway(Multipooler):
                    "--database", DATABASE, "--tablegroup", "default", "--shard", "0"]
         gateway = [str(self.gateway), "--listen", f"{HOST}:{self.port}", *topo,
                    "--max-client-conn", str(self.max_clients)]
+        return pooler, gateway
+
+    def argv(self) -> list[str]:
+        pooler, gateway = self.commands()
         # `exec`: the shell becomes the gateway, and the pooler stays its child.
         return ["/bin/sh", "-c", f"{shlex.join(pooler)} & exec {shlex.join(gateway)}"]
 
@@ -470,6 +475,20 @@ class Multigateway(Multipooler):
 
             stop_etcd(self.etcd)
             self.etcd = None
+
+
+class MultigatewayLocal(Multigateway):
+    """Local mode: the gateway and its pooler in one process (`multigres local`), the
+    gateway reaching the pooler through memory."""
+
+    name = "multigateway-local"
+
+    def argv(self) -> list[str]:
+        pooler, gateway = self.commands()
+        program = self.gateway.with_name("multigres") if self.gateway else None
+        assert program is not None
+        return [str(program), "local", "--pooler", shlex.join(pooler[1:]),
+                "--gateway", shlex.join(gateway[1:])]
 
 
 def resolve_program(word: str, repo_root: Path) -> Path | None:
