@@ -157,6 +157,10 @@ class Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.sessions.add(self)
+        if isinstance(transport, Conn):
+            # Answers to clients go out together at the end of each batch of events: a client
+            # woken by the first finds the rest ready, and does not preempt us mid-batch.
+            transport.defer_writes = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
