@@ -48,7 +48,7 @@ class GatewayServer:
         host, port = split_hostport(config.topo)
         self.topo = TopoServer(EtcdConn(f"{host}:{port}", root=config.topo_root))
         self.discovery = Discovery(self.topo, config.cell)
-        self.secrets = UserSecrets(self.discovery)
+        self.secrets = UserSecrets(self.discovery, config.buffer_timeout)
         # Local mode: poolers running in this process, by pooler id; sessions reach them
         # through an in-memory pipe instead of a socket.
         self.local_poolers: dict[str, LocalPooler] = {}
