@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "start", help="start etcd, Postgres, the poolers and the gateway (creating what is missing)"
     )
     sp.add_argument("--config", type=Path, help="initialize from this config if none yet")
+    sp.add_argument("--local", action="store_true",
+                    help="run the gateway and the poolers in one process (local mode)")
     csub.add_parser("stop", help="stop every process of the cluster").add_argument(
         "--clean", action="store_true", help="also delete the cluster's data"
     )
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "start":
         if args.config is not None and not paths.config.exists():
             lifecycle.init(paths, args.config)
-        cfg = lifecycle.start(paths)
+        cfg = lifecycle.start(paths, local=args.local)
         first = next(p for p in cfg.instances() if p.initial_primary)
         print()
         print("The cluster is up.")

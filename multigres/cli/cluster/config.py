@@ -60,6 +60,7 @@ gateway:
   http_port: 15001            # /metrics, /debug/status
   cell: null                  # null: the first cell
   replica_lag_threshold: 30   # seconds; replicas further behind get no reads
+  local: false                # true: gateway and poolers in one process (`start --local`)
 """
 
 
@@ -103,6 +104,9 @@ class GatewaySettings:
     http_port: int = 15001
     cell: str | None = None  # None: the first cell
     replica_lag_threshold: float = 30.0
+    # Local mode: the gateway and every pooler in one process (`multigres local`), the
+    # gateway reaching the poolers through memory.
+    local: bool = False
 
     @property
     def listen(self) -> str:
@@ -341,7 +345,7 @@ def _pooler(raw: Any, path: Path) -> PoolerSettings:
 
 def _gateway(raw: Any, path: Path, cells: list[str]) -> GatewaySettings:
     sec = _mapping(
-        raw, path, "gateway", {"listen", "http_port", "cell", "replica_lag_threshold"}
+        raw, path, "gateway", {"listen", "http_port", "cell", "replica_lag_threshold", "local"}
     )
     out = GatewaySettings()
     if "listen" in sec:
@@ -358,6 +362,10 @@ def _gateway(raw: Any, path: Path, cells: list[str]) -> GatewaySettings:
         f"expected a number of seconds >= 0, got {lag!r}",
     )
     out.replica_lag_threshold = float(lag)
+    local = sec.get("local", False)
+    _expect(isinstance(local, bool), path, "gateway.local",
+            f"expected true or false, got {local!r}")
+    out.local = local
     return out
 
 

@@ -98,8 +98,9 @@ def _check_ports(cfg: ClusterConfig, paths: ClusterPaths, state: ClusterState) -
             )
 
 
-def start(paths: ClusterPaths, say: Say = print) -> ClusterConfig:
-    """Bring the cluster up (creating what does not exist yet); idempotent."""
+def start(paths: ClusterPaths, say: Say = print, local: bool = False) -> ClusterConfig:
+    """Bring the cluster up (creating what does not exist yet); idempotent. ``local`` (or
+    ``gateway.local`` in the config) runs the gateway and the poolers in one process."""
     if not paths.config.exists():
         init(paths)
         say(f"wrote the default cluster config to {paths.config}")
@@ -126,9 +127,13 @@ def start(paths: ClusterPaths, say: Say = print) -> ClusterConfig:
             if services.running(state, services.pooler_key(p.name)) is not None
         }
         asyncio.run(topology.record(cfg, paths, poolers_running))
-        services.start_poolers(cfg, paths, state, started.processes, say)
-        asyncio.run(topology.wait_poolers_serving(cfg, paths))
-        services.start_gateway(cfg, paths, state, started.processes, say)
+        if local or cfg.gateway.local:
+            services.start_local(cfg, paths, state, started.processes, say)
+            asyncio.run(topology.wait_poolers_serving(cfg, paths))
+        else:
+            services.start_poolers(cfg, paths, state, started.processes, say)
+            asyncio.run(topology.wait_poolers_serving(cfg, paths))
+            services.start_gateway(cfg, paths, state, started.processes, say)
     except BaseException as e:
         say(f"start failed: {e}")
         say("stopping what this start started ...")

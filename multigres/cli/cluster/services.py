@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -72,7 +73,18 @@ class Program:
 
 POOLER = Program("multipooler", "multigres.pooler.cli")
 GATEWAY = Program("multigateway", "multigres.gateway.cli")
+LOCAL = Program("multigres", "multigres.cli.main")  # `multigres local`: local mode
 GATEWAY_KEY = "gateway"
+LOCAL_KEY = "local"
+
+
+def _runs_local(pid: int) -> bool:
+    """``pid`` is a ``multigres local`` process (which is the gateway and every pooler)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return LOCAL.runs_as(pid) and "local" in argv[:4]
 
 
 def pooler_key(name: str) -> str:
@@ -80,13 +92,23 @@ def pooler_key(name: str) -> str:
 
 
 def program_of(key: str) -> Program:
+    if key == LOCAL_KEY:
+        return LOCAL
     return GATEWAY if key == GATEWAY_KEY else POOLER
+
+
+def runs_as(key: str, pid: int) -> bool:
+    """``pid`` is the process recorded as ``key``: its program, or (local mode) the one
+    ``multigres local`` process recorded under every key."""
+    if key != LOCAL_KEY and program_of(key).runs_as(pid):
+        return True
+    return _runs_local(pid)
 
 
 def running(state: ClusterState, key: str) -> int | None:
     """The pid of the recorded process ``key`` if it still runs (as the right program)."""
     pid = state.processes.get(key)
-    if pid and pid_alive(pid) and program_of(key).runs_as(pid):
+    if pid and pid_alive(pid) and runs_as(key, pid):
         return pid
     return None
 
@@ -250,6 +272,38 @@ def start_gateway(
     return True
 
 
+def start_local(
+    cfg: ClusterConfig,
+    paths: ClusterPaths,
+    state: ClusterState,
+    started: list[Launched],
+    say: Say,
+) -> None:
+    """Local mode: one ``multigres local`` process runs the gateway and every pooler; it is
+    recorded under each of their keys too, so status and stop find it."""
+    plans = cfg.instances()
+    keys = [LOCAL_KEY, GATEWAY_KEY, *(pooler_key(p.name) for p in plans)]
+    pid = running(state, LOCAL_KEY)
+    if pid is None:
+        args = ["local"]
+        for plan in plans:
+            args += ["--pooler", shlex.join(pooler_args(cfg, plan))]
+        args += ["--gateway", shlex.join(gateway_args(cfg))]
+        launched = spawn(paths, state, LOCAL_KEY, args, paths.logs / "local.log")
+        started.append(launched)
+        pid = launched.proc.pid
+        for key in keys:
+            state.processes[key] = pid
+        state.save(paths.state)
+        for plan in plans:
+            url = f"http://{cfg.pooler.listen}:{plan.pooler_http_port}/readyz"
+            wait_ready(launched, f"pooler {plan.name}", functools.partial(http_ok, url))
+        gw = cfg.gateway
+        wait_ready(launched, "gateway", lambda: accepts(gw.host, gw.port))
+    say(f"local       gateway {cfg.gateway.listen} and {len(plans)} poolers in one process"
+        f"  (pid {pid})")
+
+
 def stop_processes(state: ClusterState, keys: list[str], say: Say, timeout: float = 10.0) -> None:
     """SIGTERM the recorded processes ``keys`` together, SIGKILL what outlives ``timeout``;
     each is dropped from ``state``. A pid that now runs another program is left alone."""
@@ -258,7 +312,7 @@ def stop_processes(state: ClusterState, keys: list[str], say: Say, timeout: floa
         pid = state.processes.pop(key, None)
         if not pid or not pid_alive(pid):
             continue
-        if not program_of(key).runs_as(pid):
+        if not runs_as(key, pid):
             say(f"{key}: pid {pid} now runs another program; not stopping it")
             continue
         try:
