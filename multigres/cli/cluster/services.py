@@ -29,6 +29,7 @@ from multigres.cli.cluster.config import ClusterConfig, InstancePlan
 from multigres.cli.cluster.errors import ClusterError
 from multigres.cli.cluster.state import ClusterPaths, ClusterState
 from multigres.procutil import pid_alive
+from multigres.wire.tls import make_self_signed_cert
 
 READY_TIMEOUT = 30.0
 _POLL = 0.05
@@ -137,9 +138,22 @@ def pooler_args(cfg: ClusterConfig, plan: InstancePlan) -> list[str]:
     ]  # fmt: skip
 
 
-def gateway_args(cfg: ClusterConfig) -> list[str]:
+def gateway_tls(paths: ClusterPaths, say: Say) -> list[str]:
+    """The gateway's TLS flags: a self-signed certificate made once under ``tls/`` (clients
+    that ask for TLS get it; the others are not forced). None if openssl is missing."""
+    cert, key = paths.root / "tls" / "gateway.crt", paths.root / "tls" / "gateway.key"
+    if not (cert.exists() and key.exists()):
+        try:
+            cert, key = make_self_signed_cert(paths.root / "tls", name="gateway")
+        except (RuntimeError, OSError) as e:
+            say(f"gateway: no TLS ({e})")
+            return []
+    return ["--tls-cert", str(cert), "--tls-key", str(key)]
+
+
+def gateway_args(cfg: ClusterConfig, tls: list[str] | None = None) -> list[str]:
     gw = cfg.gateway
-    return [
+    return [*(tls or []),
         "--listen", gw.listen,
         "--topo", f"{cfg.etcd_host}:{cfg.etcd_port}",
         "--topo-root", cfg.topo_root,
@@ -264,7 +278,8 @@ def start_gateway(
     gw = cfg.gateway
     pid = running(state, GATEWAY_KEY)
     if pid is None:
-        launched = spawn(paths, state, GATEWAY_KEY, gateway_args(cfg), paths.logs / "gateway.log")
+        launched = spawn(paths, state, GATEWAY_KEY, gateway_args(cfg, gateway_tls(paths, say)),
+                         paths.logs / "gateway.log")
         started.append(launched)
         wait_ready(launched, "gateway", lambda: accepts(gw.host, gw.port))
         pid = launched.proc.pid
@@ -288,7 +303,7 @@ def start_local(
         args = ["local"]
         for plan in plans:
             args += ["--pooler", shlex.join(pooler_args(cfg, plan))]
-        args += ["--gateway", shlex.join(gateway_args(cfg))]
+        args += ["--gateway", shlex.join(gateway_args(cfg, gateway_tls(paths, say)))]
         launched = spawn(paths, state, LOCAL_KEY, args, paths.logs / "local.log")
         started.append(launched)
         pid = launched.proc.pid
