@@ -149,3 +149,14 @@ def test_cancel(gw_cluster: GatewayCluster) -> None:
             conn.execute("SELECT pg_sleep(20)")
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
+
+
+def test_listen_notify(gw_cluster: GatewayCluster) -> None:
+    with gw_cluster.connect() as listener, gw_cluster.connect() as sender:
+        listener.execute("LISTEN gw_channel")
+        sender.execute("NOTIFY gw_channel, 'hello'")
+        sender.execute("SELECT pg_notify('gw_channel', 'again')")
+        got = []
+        for n in listener.notifies(timeout=5, stop_after=2):
+            got.append(n.payload)
+        assert got == ["hello", "again"]

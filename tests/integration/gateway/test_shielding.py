@@ -84,6 +84,19 @@ def test_no_target_within_the_buffer_time(gw_cluster: GatewayCluster) -> None:
         conn.close()
 
 
+def test_postgres_restart_under_the_pooler(gw_cluster: GatewayCluster) -> None:
+    """Postgres restarts while a session is idle: the pooler gets no server connection
+    (08001) until it is back, and the gateway runs the statement again meanwhile."""
+    conn = gw_cluster.connect()
+    try:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        gw_cluster.primary.stop()
+        threading.Timer(1.5, gw_cluster.primary.start).start()
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+    finally:
+        conn.close()
+
+
 def test_new_primary(gw_cluster: GatewayCluster) -> None:
     """The primary's Postgres goes away and the replica is promoted: idle sessions move to
     the new primary at their next statement, and writes go there."""
@@ -105,3 +118,4 @@ def test_new_primary(gw_cluster: GatewayCluster) -> None:
     finally:
         conn.close()
         replica_conn.close()
+
