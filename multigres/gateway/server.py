@@ -33,6 +33,11 @@ from multigres.wire.tls import make_server_context
 
 log = logging.getLogger("multigres.gateway")
 
+# A repeat login (same user, database, parameters) within this time is answered by the
+# gateway, its pooler connection opened at the first statement.
+LOGIN_CACHE_SECONDS = 60.0
+LOGIN_CACHE_SIZE = 10_000
+
 
 class GatewayServer:
     def __init__(self, config: GatewayConfig) -> None:
@@ -41,6 +46,9 @@ class GatewayServer:
         self.keys: dict[tuple[int, int], Session] = {}
         self.stats: Counter[str] = Counter()
         self.buffered = 0  # sessions waiting for a target right now
+        # Logins a pooler accepted lately: (user, database, target, params) -> (when,
+        # ParameterStatus values). A repeat login is answered here (Session._login).
+        self.logins: dict[tuple[object, ...], tuple[float, dict[str, str]]] = {}
         self.started_at = time.time()
         self.tls_context: ssl.SSLContext | None = None
         if config.tls_cert is not None and config.tls_key is not None:
@@ -123,13 +131,29 @@ class GatewayServer:
 
     def register_key(self, session: Session, pid: int) -> tuple[int, int]:
         """The session's BackendKeyData: the pid of its first server connection (what
-        ``pg_backend_pid()`` shows it) and a random secret that only this gateway knows."""
+        ``pg_backend_pid()`` shows it), or a made-up one (``pid`` 0) for a session logged in
+        without one yet, and a random secret that only this gateway knows."""
         while True:
             secret = int.from_bytes(os.urandom(4), "big", signed=True)
+            if pid == 0:  # no server connection yet: a made-up pid, unique with the secret
+                pid = int.from_bytes(os.urandom(3), "big") + 1
             key = (pid, secret)
             if key not in self.keys:
                 self.keys[key] = session
                 return key
+
+    def known_login(self, key: tuple[object, ...]) -> dict[str, str] | None:
+        """The ParameterStatus values of a login with these (user, database, target,
+        parameters) that a pooler accepted within LOGIN_CACHE_SECONDS, else None."""
+        hit = self.logins.get(key)
+        if hit is None or time.monotonic() - hit[0] > LOGIN_CACHE_SECONDS:
+            return None
+        return hit[1]
+
+    def remember_login(self, key: tuple[object, ...], params: dict[str, str]) -> None:
+        if len(self.logins) >= LOGIN_CACHE_SIZE:
+            self.logins.clear()
+        self.logins[key] = (time.monotonic(), dict(params))
 
     def forget(self, session: Session) -> None:
         self.sessions.discard(session)

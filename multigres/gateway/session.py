@@ -142,6 +142,7 @@ class Session(asyncio.Protocol):
         self.pending_error: PgError | None = None
         self.replay: list[bytes] = []  # messages that rebuild the session state elsewhere
         self.pinned = ""  # why the session cannot move (empty: it can)
+        self.lazy = False  # logged in without a pooler connection yet (see _login)
         # The last batch sent from idle, kept until its first answer: if that answer is the
         # pooler's 08001 (it got no server connection, so nothing ran), the batch is sent
         # again on the next target instead of failing.
@@ -419,6 +420,18 @@ class Session(asyncio.Protocol):
 
             start_console(self)
             return
+        server = self.server
+        login_key = (self.user, self.database, self.target, tuple(sorted(self.params.items())))
+        known = server.known_login(login_key)
+        if known is not None and self._pick() is not None:
+            # The same user, database and parameters logged in through a pooler moments ago:
+            # answer the login here and open the pooler connection at the first statement.
+            # Idle clients then cost no pooler connection, and a connection per transaction
+            # one login, not two.
+            self._logged_in(server.register_key(self, 0), known)
+            self.lazy = True
+            self._go_on()
+            return
         try:
             up = await self._connect_upstream()
         except PgError as e:
@@ -427,15 +440,19 @@ class Session(asyncio.Protocol):
         if self.state == CLOSED:
             up.close()
             return
-        self.key = self.server.register_key(self, up.pid)
+        server.remember_login(login_key, up.params)
+        self._logged_in(server.register_key(self, up.pid), up.params)
+        self._attach(up)
+        self._go_on()
+
+    def _logged_in(self, key: tuple[int, int], params: dict[str, str]) -> None:
+        self.key = key
         out = [build_auth(0)]
-        out += [build_parameter_status(k, v) for k, v in up.params.items()]
+        out += [build_parameter_status(k, v) for k, v in params.items()]
         out.append(build_backend_key_data(*self.key))
         out.append(RFQ[_I])
         self.send(b"".join(out))
         self.state = READY
-        self._attach(up)
-        self._go_on()
 
     # -- choosing and (re)connecting to a pooler --------------------------------------------
 
@@ -533,6 +550,11 @@ class Session(asyncio.Protocol):
             if self.replay:
                 await self._replay(up)
         except PgError as e:
+            if self.lazy and not e.sqlstate.startswith("08"):
+                # The login, deferred to now, was refused (a revoked privilege, a dropped
+                # role): as Postgres would have at login, the session ends.
+                self.fatal(e)
+                return
             self.pending_error = e
             self.failed_tx = False
             if resend is not None:
@@ -543,7 +565,10 @@ class Session(asyncio.Protocol):
         if self.state == CLOSED:
             up.close()
             return
-        self.server.stats["moves"] += 1
+        if self.lazy:
+            self.lazy = False
+        else:
+            self.server.stats["moves"] += 1
         self._attach(up)
         if resend is not None:
             self.in_flight += 1

@@ -16,7 +16,7 @@ def test_login_and_query(gw_cluster: GatewayCluster) -> None:
         row = conn.execute("SELECT current_user, pg_is_in_recovery(), 1 + 1").fetchone()
         assert row == ("postgres", False, 2)
         assert conn.info.parameter_status("server_version") is not None
-        assert (conn.info.backend_pid,) == conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert conn.info.backend_pid > 0
 
 
 def test_wrong_password_and_unknown_user(gw_cluster: GatewayCluster) -> None:
@@ -160,3 +160,28 @@ def test_listen_notify(gw_cluster: GatewayCluster) -> None:
         for n in listener.notifies(timeout=5, stop_after=2):
             got.append(n.payload)
         assert got == ["hello", "again"]
+
+
+def test_repeat_login_opens_its_pooler_connection_at_the_first_statement(
+        gw_cluster: GatewayCluster) -> None:
+    """The same user, database and parameters again: the gateway answers the login itself
+    (same ParameterStatus), and the pooler sees the session only once it sends something."""
+    from .test_local import pooler_clients
+
+    first = gw_cluster.connect(application_name="lazy-probe")
+    version = first.info.parameter_status("server_version")
+    assert version
+    first.close()
+    conn = gw_cluster.connect(application_name="lazy-probe")
+    try:
+        assert conn.info.parameter_status("server_version") == version
+        assert conn.info.parameter_status("application_name") == "lazy-probe"
+        wait_until(lambda: not [c for c in pooler_clients(gw_cluster, "zone1-gw1")
+                                if c.get("application_name") == "lazy-probe"],
+                   what="the first connection gone from the pooler")
+        assert conn.execute("SHOW application_name").fetchone() == ("lazy-probe",)
+        seen = [c for c in pooler_clients(gw_cluster, "zone1-gw1")
+                if c.get("application_name") == "lazy-probe"]
+        assert len(seen) == 1
+    finally:
+        conn.close()
