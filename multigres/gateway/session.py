@@ -299,24 +299,36 @@ class Session(asyncio.Protocol):
             # (CVE-2021-23214): refuse them.
             raise PgError("received unencrypted data after SSL request",
                           codes.PROTOCOL_VIOLATION)
-        self.send(b"S")
+        transport = self.transport
+        fd = -1
+        if isinstance(transport, Conn):
+            transport.defer_writes = False  # "S" must be out before the socket changes hands
+            transport.write(b"S")
+            # Take the socket from the relay now, not in the task: the client's ClientHello
+            # follows the "S" at once, and the relay must not read it as protocol bytes.
+            fd = transport.detach()
+        else:
+            self.send(b"S")
         self.busy = True
-        self.server.spawn(self._handshake(ctx))
+        self.server.spawn(self._handshake(ctx, fd))
 
-    async def _handshake(self, ctx: ssl.SSLContext) -> None:
+    async def _handshake(self, ctx: ssl.SSLContext, fd: int) -> None:
         loop = asyncio.get_running_loop()
         transport = self.transport
         assert transport is not None
         try:
-            if isinstance(transport, Conn):
-                # TLS runs on uvloop's transports: hand it the socket.
-                sock = socket.socket(fileno=transport.detach())
+            if fd >= 0:
+                # TLS runs on uvloop's transports: hand it the socket, with the TLS context,
+                # so that the handshake starts before anything is read as plain bytes.
+                sock = socket.socket(fileno=fd)
+                new: asyncio.Transport | None
                 try:
-                    transport, _ = await loop.connect_accepted_socket(lambda: self, sock)
+                    new, _ = await loop.connect_accepted_socket(lambda: self, sock, ssl=ctx)
                 except BaseException:
                     sock.close()
                     raise
-            new = await loop.start_tls(transport, self, ctx, server_side=True)
+            else:
+                new = await loop.start_tls(transport, self, ctx, server_side=True)
         except (OSError, ConnectionError, RuntimeError):
             self.state = CLOSED
             self.server.forget(self)

@@ -92,7 +92,16 @@ class StartupHandler:
             # the middle (CVE-2021-23214): refuse them.
             raise PoolerError(codes.PROTOCOL_VIOLATION,
                               "received unencrypted data after SSL request")
-        client.transport.write(b"S")
+        transport = client.transport
+        fd = -1
+        if isinstance(transport, Conn):
+            transport.defer_writes = False  # "S" must be out before the socket changes hands
+            transport.write(b"S")
+            # Take the socket from the relay now, not in the task: the client's ClientHello
+            # follows the "S" at once, and the relay must not read it as protocol bytes.
+            fd = transport.detach()
+        else:
+            transport.write(b"S")
         client._busy = True  # type: ignore[attr-defined]
 
         async def handshake() -> None:
@@ -100,16 +109,21 @@ class StartupHandler:
             assert client.transport is not None
             try:
                 transport = client.transport
-                if isinstance(transport, Conn):
-                    # A relay connection: TLS runs on uvloop's transports, hand it the socket.
-                    sock = socket.socket(fileno=transport.detach())
+                if fd >= 0:
+                    # A relay connection: TLS runs on uvloop's transports, hand it the socket
+                    # with the TLS context, so the handshake starts before anything is read
+                    # as plain bytes.
+                    sock = socket.socket(fileno=fd)
+                    new: asyncio.Transport | None
                     try:
-                        transport, _ = await loop.connect_accepted_socket(lambda: client, sock)
+                        new, _ = await loop.connect_accepted_socket(lambda: client, sock,
+                                                                    ssl=ctx)
                     except BaseException:
                         sock.close()  # (the detached relay connection's close does nothing)
                         client.connection_lost(None)
                         raise
-                new = await loop.start_tls(transport, client, ctx, server_side=True)
+                else:
+                    new = await loop.start_tls(transport, client, ctx, server_side=True)
             except (OSError, ConnectionError, RuntimeError) as e:
                 client.transport.close()
                 client.state = CLOSED

@@ -102,6 +102,16 @@ def test_tls_from_clients(make_pooler: MakePooler, tmp_path: Path) -> None:
     # Without TLS the pooler still serves (sslmode=disable).
     with pooler.connect(sslmode="disable") as conn:
         assert not conn.pgconn.ssl_in_use
+    # Many handshakes at once: the ClientHello follows the "S" at once and must never be read
+    # as protocol bytes (a login that hung until its timeout, one in a few).
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_: int) -> bool:
+        with pooler.connect(sslmode="require", connect_timeout=10) as c:
+            return bool(c.pgconn.ssl_in_use)
+
+    with ThreadPoolExecutor(16) as ex:
+        assert all(ex.map(one, range(64)))
 
 
 def test_tls_to_postgres(
