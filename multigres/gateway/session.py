@@ -76,6 +76,10 @@ HOLD_LIMIT = 256 * 1024
 # Effects that can be rebuilt on another pooler by running the statement again.
 _REPLAYABLE = {Kind.SET, Kind.RESET, Kind.RESET_ALL}
 _END_TX_WORDS = (b"rollback", b"abort", b"commit", b"end")
+# Effects that leave nothing a new pooler connection would lack.
+_HARMLESS = {Kind.DEALLOCATE, Kind.DEALLOCATE_ALL, Kind.CLOSE, Kind.CLOSE_ALL, Kind.UNLISTEN,
+             Kind.UNLISTEN_ALL, Kind.ADVISORY_UNLOCK, Kind.ADVISORY_UNLOCK_ALL, Kind.DROP,
+             Kind.SAVEPOINT, Kind.RELEASE, Kind.ROLLBACK_TO, Kind.ROLLBACK, Kind.DISCARD_PLANS}
 
 
 def _parse_target(params: dict[str, str]) -> tuple[str, str]:
@@ -143,6 +147,8 @@ class Session(asyncio.Protocol):
         self.replay: list[bytes] = []  # messages that rebuild the session state elsewhere
         self.pinned = ""  # why the session cannot move (empty: it can)
         self.lazy = False  # logged in without a pooler connection yet (see _login)
+        self.awaiting_set: bytes | None = None  # a SET sent, its success not yet seen
+        self.set_failed = False
         # The last batch sent from idle, kept until its first answer: if that answer is the
         # pooler's 08001 (it got no server connection, so nothing ran), the batch is sent
         # again on the next target instead of failing.
@@ -674,8 +680,9 @@ class Session(asyncio.Protocol):
             elif t == _P:
                 msg = rb.message_bytes()
                 name_end = msg.index(b"\x00", 5)
-                self.server.planner.plan(msg[name_end + 1:msg.index(b"\x00", name_end + 1)],
-                                         self.database)
+                query = msg[name_end + 1:msg.index(b"\x00", name_end + 1)]
+                self.server.planner.plan(query, self.database)
+                self._on_parse(query)
                 if msg[5] != 0:  # a named statement: rebuilt on another pooler
                     self.replay.append(msg)
                 out.append(msg)
@@ -716,19 +723,33 @@ class Session(asyncio.Protocol):
         for e in effects:
             if e.kind in _REPLAYABLE:
                 if self.tx_status == _I:
-                    self.replay.append(msg)
+                    # Kept for replay once its ReadyForQuery comes without an error (a failed
+                    # SET, or one rolled back with a later statement of the string, changed
+                    # nothing).
+                    self.awaiting_set = msg
                 else:
                     self.pinned = self.pinned or "a setting changed inside a transaction"
             elif e.kind is Kind.DISCARD_ALL:
                 self.replay = []
                 self.pinned = ""
-            elif e.kind in (Kind.DEALLOCATE, Kind.DEALLOCATE_ALL, Kind.CLOSE, Kind.CLOSE_ALL,
-                            Kind.UNLISTEN, Kind.UNLISTEN_ALL, Kind.ADVISORY_UNLOCK,
-                            Kind.ADVISORY_UNLOCK_ALL, Kind.DROP, Kind.SAVEPOINT, Kind.RELEASE,
-                            Kind.ROLLBACK_TO, Kind.ROLLBACK, Kind.DISCARD_PLANS):
+            elif e.kind in _HARMLESS:
                 continue
             else:
                 self.pinned = self.pinned or e.kind.value.replace("_", " ")
+
+    def _on_parse(self, query: bytes) -> None:
+        """A statement of the extended protocol that changes session state: the gateway does
+        not follow its executions (a Bind may run it any number of times, or none), so the
+        session stays on its pooler."""
+        if self.pinned:
+            return
+        text = query.decode("utf-8", "replace")
+        if not may_have_effects(text):
+            return
+        for e in session_effects(text):
+            if e.kind not in _HARMLESS:
+                self.pinned = f"{e.kind.value.replace('_', ' ')} (extended protocol)"
+                return
 
     def _answer_locally(self, t: int) -> None:
         """A message while the session has no pooler: after a lost pooler, or while the
@@ -763,7 +784,7 @@ class Session(asyncio.Protocol):
 
     def upstream_data(self, up: Upstream, data: bytes) -> None:
         rb = self.urbuf
-        if not self.retrying and not rb.buffered():
+        if not self.retrying and self.awaiting_set is None and not rb.buffered():
             r = scan_server(data)
             if r >= 0:
                 # Whole messages, no error that the gateway acts on: forwarded as received.
@@ -787,12 +808,19 @@ class Session(asyncio.Protocol):
                 self.tx_status = msg[5]
                 if self.in_flight:
                     self.in_flight -= 1
+                if self.awaiting_set is not None:
+                    if not self.set_failed:
+                        self.replay.append(self.awaiting_set)
+                    self.awaiting_set = None
+                    self.set_failed = False
                 if self.retrying:
                     self._retry_elsewhere()
                     continue
                 out.append(msg)
             else:
                 msg = rb.message_bytes()
+                if self.awaiting_set is not None:
+                    self.set_failed = True
                 if (self.retry_batch is not None and not out
                         and b"C08001\x00" in msg and not self.pinned
                         and self._may_retry()):

@@ -37,6 +37,37 @@ def test_pooler_restart_outside_a_transaction(gw_cluster: GatewayCluster) -> Non
         conn.close()
 
 
+
+def test_only_settings_that_took_are_rebuilt(gw_cluster: GatewayCluster) -> None:
+    """A SET that failed changed nothing, and is not replayed on the next pooler (where it
+    would fail again and strand the session); one done through the extended protocol pins
+    the session (the gateway does not follow its executions), which is then told why."""
+    conn = gw_cluster.connect()
+    try:
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SET statement_timeout = 'not a duration'")
+        conn.execute("SET lock_timeout = '7s'")
+        pooler = gw_cluster.poolers["zone1-gw1"]
+        pooler.kill()
+        time.sleep(0.5)
+        threading.Timer(0.5, pooler.start).start()
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("7s",)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+    finally:
+        conn.close()
+    conn = gw_cluster.connect()
+    try:
+        conn.execute("SELECT set_config('application_name', %s, false)", ["ext-set"])
+        pooler = gw_cluster.poolers["zone1-gw1"]
+        pooler.kill()
+        time.sleep(0.5)
+        with pytest.raises(psycopg.OperationalError) as e:
+            conn.execute("SHOW application_name")
+        assert "extended protocol" in str(e.value)
+    finally:
+        conn.close()
+        gw_cluster.poolers["zone1-gw1"].start()
+
 def test_transaction_cut_by_a_lost_pooler(gw_cluster: GatewayCluster) -> None:
     """The transaction gets 08006; the client rolls back and retries on the same
     connection; no statement of the broken transaction runs outside it."""
