@@ -596,25 +596,38 @@ class Session(asyncio.Protocol):
 
     async def _replay(self, up: Upstream) -> None:
         """Run the statements that rebuild this session's state on ``up`` (before any of the
-        client's): its SETs and its protocol-level prepared statements."""
+        client's): its SETs and its protocol-level prepared statements, in order.
+
+        Each Parse goes with its own Sync, so that one that fails (it failed for the client
+        too, or its statement would fail at use anyway) skips nothing after it; its error is
+        ignored. A SET that fails now, though it took before, fails the move."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         rb = ReadBuffer(self.server.config.max_message_size)
-        expect = sum(1 for m in self.replay if m[0] == _Q) + 1  # + the final Sync
+        sync = build_message(_S)
+        out: list[bytes] = []
+        kinds: list[int] = []  # per ReadyForQuery expected: the replayed message's type
+        for m in self.replay:
+            out.append(m if m[0] == _Q else m + sync)
+            kinds.append(m[0])
         errors: list[PgError] = []
+        if not out:
+            return
 
         class _Replay:
             def upstream_data(_self, _up: Upstream, data: bytes) -> None:
-                nonlocal expect
                 rb.feed_data(data)
                 while rb.take_message():
                     t = rb.get_message_type()
                     if t == _E:
-                        errors.append(PgError.from_payload(rb.consume_message()))
+                        err = PgError.from_payload(rb.consume_message())
+                        if kinds and kinds[0] == _Q:
+                            errors.append(err)
                     elif t == _Z:
                         rb.discard_message()
-                        expect -= 1
-                        if expect == 0 and not done.done():
+                        if kinds:
+                            kinds.pop(0)
+                        if not kinds and not done.done():
                             done.set_result(None)
                     else:
                         rb.discard_message()
@@ -626,7 +639,7 @@ class Session(asyncio.Protocol):
                                                codes.CONNECTION_FAILURE))
 
         up.attach(_Replay())
-        up.write(b"".join(self.replay) + build_message(_S))
+        up.write(b"".join(out))
         async with asyncio.timeout(self.server.config.buffer_timeout):
             await done
         if errors:

@@ -46,6 +46,10 @@ def test_only_settings_that_took_are_rebuilt(gw_cluster: GatewayCluster) -> None
     try:
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             conn.execute("SET statement_timeout = 'not a duration'")
+        with pytest.raises(psycopg.errors.UndefinedTable):  # a named Parse that failed
+            conn.execute("SELECT * FROM no_such_table_here WHERE 1 = %s", [1], prepare=True)
+        for i in range(6):  # one that worked: prepared by psycopg from the 5th run
+            conn.execute("SELECT %s::int", [i])
         conn.execute("SET lock_timeout = '7s'")
         pooler = gw_cluster.poolers["zone1-gw1"]
         pooler.kill()
@@ -53,6 +57,7 @@ def test_only_settings_that_took_are_rebuilt(gw_cluster: GatewayCluster) -> None
         threading.Timer(0.5, pooler.start).start()
         assert conn.execute("SHOW lock_timeout").fetchone() == ("7s",)
         assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+        assert conn.execute("SELECT %s::int", [9]).fetchone() == (9,)
     finally:
         conn.close()
     conn = gw_cluster.connect()
