@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import time
 from typing import TYPE_CHECKING
@@ -56,6 +55,7 @@ from multigres.wire.protocol import (
     build_ready_for_query,
     parse_startup,
 )
+from multigres.wire.tlsaccept import answer_ssl_request, start_server_tls
 
 if TYPE_CHECKING:
     from multigres.gateway.discovery import PoolerState
@@ -305,36 +305,16 @@ class Session(asyncio.Protocol):
             # (CVE-2021-23214): refuse them.
             raise PgError("received unencrypted data after SSL request",
                           codes.PROTOCOL_VIOLATION)
-        transport = self.transport
-        fd = -1
-        if isinstance(transport, Conn):
-            transport.defer_writes = False  # "S" must be out before the socket changes hands
-            transport.write(b"S")
-            # Take the socket from the relay now, not in the task: the client's ClientHello
-            # follows the "S" at once, and the relay must not read it as protocol bytes.
-            fd = transport.detach()
-        else:
-            self.send(b"S")
+        assert self.transport is not None
+        fd = answer_ssl_request(self.transport)
         self.busy = True
         self.server.spawn(self._handshake(ctx, fd))
 
     async def _handshake(self, ctx: ssl.SSLContext, fd: int) -> None:
-        loop = asyncio.get_running_loop()
         transport = self.transport
         assert transport is not None
         try:
-            if fd >= 0:
-                # TLS runs on uvloop's transports: hand it the socket, with the TLS context,
-                # so that the handshake starts before anything is read as plain bytes.
-                sock = socket.socket(fileno=fd)
-                new: asyncio.Transport | None
-                try:
-                    new, _ = await loop.connect_accepted_socket(lambda: self, sock, ssl=ctx)
-                except BaseException:
-                    sock.close()
-                    raise
-            else:
-                new = await loop.start_tls(transport, self, ctx, server_side=True)
+            new = await start_server_tls(fd, transport, self, ctx)
         except (OSError, ConnectionError, RuntimeError):
             self.state = CLOSED
             self.server.forget(self)

@@ -8,14 +8,11 @@ the client's reading is paused.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import struct
 from typing import TYPE_CHECKING
 
 from multigres._cy.buffer import ProtocolError
-from multigres._cy.relay import Conn
 from multigres.pooler import msgs
 from multigres.pooler.client import ADMIN_DATABASES, AUTH, CLOSED, STARTUP, Client
 from multigres.pooler.errors import PoolerError
@@ -28,6 +25,7 @@ from multigres.wire.auth import (
     ScramPassThrough,
 )
 from multigres.wire.auth_errors import AuthFailed
+from multigres.wire.tlsaccept import answer_ssl_request, start_server_tls
 
 log = logging.getLogger("multigres.pooler")
 
@@ -92,42 +90,20 @@ class StartupHandler:
             # the middle (CVE-2021-23214): refuse them.
             raise PoolerError(codes.PROTOCOL_VIOLATION,
                               "received unencrypted data after SSL request")
-        transport = client.transport
-        fd = -1
-        if isinstance(transport, Conn):
-            transport.defer_writes = False  # "S" must be out before the socket changes hands
-            transport.write(b"S")
-            # Take the socket from the relay now, not in the task: the client's ClientHello
-            # follows the "S" at once, and the relay must not read it as protocol bytes.
-            fd = transport.detach()
-        else:
-            transport.write(b"S")
+        fd = answer_ssl_request(client.transport)
         client._busy = True  # type: ignore[attr-defined]
 
         async def handshake() -> None:
-            loop = asyncio.get_running_loop()
             assert client.transport is not None
             try:
-                transport = client.transport
+                new = await start_server_tls(fd, client.transport, client, ctx)
+            except (OSError, ConnectionError, RuntimeError):
                 if fd >= 0:
-                    # A relay connection: TLS runs on uvloop's transports, hand it the socket
-                    # with the TLS context, so the handshake starts before anything is read
-                    # as plain bytes.
-                    sock = socket.socket(fileno=fd)
-                    new: asyncio.Transport | None
-                    try:
-                        new, _ = await loop.connect_accepted_socket(lambda: client, sock,
-                                                                    ssl=ctx)
-                    except BaseException:
-                        sock.close()  # (the detached relay connection's close does nothing)
-                        client.connection_lost(None)
-                        raise
+                    # The socket left the relay: no transport will report the loss.
+                    client.connection_lost(None)
                 else:
-                    new = await loop.start_tls(transport, client, ctx, server_side=True)
-            except (OSError, ConnectionError, RuntimeError) as e:
-                client.transport.close()
+                    client.transport.close()
                 client.state = CLOSED
-                del e
                 return
             if new is None:
                 client.state = CLOSED

@@ -112,6 +112,25 @@ def test_tls_from_clients(make_pooler: MakePooler, tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(16) as ex:
         assert all(ex.map(one, range(64)))
+    # A handshake that fails (garbage instead of a ClientHello) leaves nothing behind.
+    import socket
+    import struct
+    import time
+
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", pooler.port), timeout=10) as s:
+            s.sendall(struct.pack("!ii", 8, 80877103))
+            assert s.recv(1) == b"S"
+            s.sendall(b"this is not a TLS ClientHello" * 4)
+            s.recv(100)
+    deadline = time.monotonic() + 10
+    with pooler.connect(dbname="multigres", sslmode="disable") as admin:
+        while True:
+            rows = admin.execute("SHOW CLIENTS").fetchall()
+            if len(rows) == 1 or time.monotonic() > deadline:  # the console's own
+                break
+            time.sleep(0.1)
+        assert len(rows) == 1, rows
 
 
 def test_tls_to_postgres(
