@@ -25,7 +25,7 @@ from multigres.gateway.metrics import GatewayHttp
 from multigres.gateway.plan import Planner
 from multigres.gateway.secrets import UserSecrets
 from multigres.gateway.session import Session
-from multigres.gateway.upstream import LocalPooler
+from multigres.gateway.upstream import LocalPooler, Upstream
 from multigres.netutil import split_hostport
 from multigres.topo.etcd import EtcdConn
 from multigres.topo.server import TopoServer
@@ -37,6 +37,25 @@ log = logging.getLogger("multigres.gateway")
 # gateway, its pooler connection opened at the first statement.
 LOGIN_CACHE_SECONDS = 60.0
 LOGIN_CACHE_SIZE = 10_000
+# Pooler connections of ended sessions kept for the next session of the same login.
+PARKED_PER_LOGIN = 16
+PARKED_SECONDS = 30.0
+
+
+class _Parked:
+    """The sink of a parked pooler connection: it should say nothing; if it closes (or
+    speaks: a FATAL before closing), it leaves the park."""
+
+    def __init__(self, server: GatewayServer, key: tuple[object, ...]) -> None:
+        self.server = server
+        self.key = key
+
+    def upstream_data(self, up: Upstream, data: bytes) -> None:
+        self.server._unpark(self.key, up)
+        up.close()
+
+    def upstream_lost(self, up: Upstream, exc: Exception | None) -> None:
+        self.server._unpark(self.key, up)
 
 
 class GatewayServer:
@@ -49,6 +68,7 @@ class GatewayServer:
         # Logins a pooler accepted lately: (user, database, target, params) -> (when,
         # ParameterStatus values). A repeat login is answered here (Session._login).
         self.logins: dict[tuple[object, ...], tuple[float, dict[str, str]]] = {}
+        self.parked: dict[tuple[object, ...], list[tuple[float, Upstream]]] = {}
         self.started_at = time.time()
         self.tls_context: ssl.SSLContext | None = None
         if config.tls_cert is not None and config.tls_key is not None:
@@ -107,6 +127,10 @@ class GatewayServer:
             await self.http.close()
         for s in list(self.sessions):
             s.close()
+        for parked in self.parked.values():
+            for _, up in parked:
+                up.close()
+        self.parked.clear()
         self.relay.close()
         for t in list(self._tasks):
             t.cancel()
@@ -154,6 +178,33 @@ class GatewayServer:
         if len(self.logins) >= LOGIN_CACHE_SIZE:
             self.logins.clear()
         self.logins[key] = (time.monotonic(), dict(params))
+
+    def park_upstream(self, key: tuple[object, ...], up: Upstream) -> None:
+        """Keep a clean pooler connection of a session that ended, for the next session of
+        the same login (at most PARKED_PER_LOGIN per login, PARKED_SECONDS each)."""
+        parked = self.parked.setdefault(key, [])
+        if len(parked) >= PARKED_PER_LOGIN or len(self.parked) > LOGIN_CACHE_SIZE:
+            up.close()
+            return
+        up.attach(_Parked(self, key))
+        parked.append((time.monotonic(), up))
+
+    def take_upstream(self, key: tuple[object, ...], pooler_id: str) -> Upstream | None:
+        parked = self.parked.get(key)
+        now = time.monotonic()
+        while parked:
+            at, up = parked.pop()
+            if up.closed or up.pooler_id != pooler_id or now - at > PARKED_SECONDS:
+                up.close()
+                continue
+            self.stats["upstream_reuses"] += 1
+            return up
+        return None
+
+    def _unpark(self, key: tuple[object, ...], up: Upstream) -> None:
+        parked = self.parked.get(key)
+        if parked:
+            parked[:] = [(at, u) for at, u in parked if u is not up]
 
     def forget(self, session: Session) -> None:
         self.sessions.discard(session)

@@ -147,6 +147,7 @@ class Session(asyncio.Protocol):
         self.replay: list[bytes] = []  # messages that rebuild the session state elsewhere
         self.pinned = ""  # why the session cannot move (empty: it can)
         self.lazy = False  # logged in without a pooler connection yet (see _login)
+        self.login_key: tuple[object, ...] = ()
         self.awaiting_set: bytes | None = None  # a SET sent, its success not yet seen
         self.set_failed = False
         # The last batch sent from idle, kept until its first answer: if that answer is the
@@ -177,6 +178,11 @@ class Session(asyncio.Protocol):
             if self.in_flight:
                 self.server.spawn(up.cancel())
                 up.abort()
+            elif (self.tx_status == _I and not self.failed_tx and not self.pinned
+                  and not self.replay and self.awaiting_set is None and not up.closed):
+                # Nothing of this session stays on the pooler's side: the next session with
+                # the same login takes the connection (no second login at the pooler).
+                self.server.park_upstream(self.login_key, up)
             else:
                 up.close()
 
@@ -419,7 +425,8 @@ class Session(asyncio.Protocol):
             start_console(self)
             return
         server = self.server
-        login_key = (self.user, self.database, self.target, tuple(sorted(self.params.items())))
+        login_key = self.login_key = (self.user, self.database, self.target,
+                                      tuple(sorted(self.params.items())))
         known = server.known_login(login_key)
         if known is not None and self._pick() is not None:
             # The same user, database and parameters logged in through a pooler moments ago:
@@ -490,6 +497,11 @@ class Session(asyncio.Protocol):
                                   hint=f"this cluster serves: {', '.join(known)}")
                 st = self._pick()
                 if st is not None:
+                    parked = server.take_upstream(self.login_key, st.id)
+                    if parked is not None:
+                        self.pooler = st
+                        self.generation = server.discovery.generation
+                        return parked
                     try:
                         up = await open_upstream(
                             server.relay, st.id, st.record.host, st.record.port,

@@ -168,20 +168,49 @@ def test_repeat_login_opens_its_pooler_connection_at_the_first_statement(
     (same ParameterStatus), and the pooler sees the session only once it sends something."""
     from .test_local import pooler_clients
 
+    def probes() -> int:
+        return len([c for c in pooler_clients(gw_cluster, "zone1-gw1")
+                    if c.get("application_name") == "lazy-probe"])
+
     first = gw_cluster.connect(application_name="lazy-probe")
     version = first.info.parameter_status("server_version")
     assert version
-    first.close()
-    conn = gw_cluster.connect(application_name="lazy-probe")
+    first.execute("SELECT 1")
+    first.close()  # its pooler connection is parked for the next session
+    wait_until(lambda: probes() == 1, what="one pooler connection")
+    s1 = gw_cluster.connect(application_name="lazy-probe")
+    s2 = gw_cluster.connect(application_name="lazy-probe")
     try:
-        assert conn.info.parameter_status("server_version") == version
-        assert conn.info.parameter_status("application_name") == "lazy-probe"
-        wait_until(lambda: not [c for c in pooler_clients(gw_cluster, "zone1-gw1")
-                                if c.get("application_name") == "lazy-probe"],
-                   what="the first connection gone from the pooler")
-        assert conn.execute("SHOW application_name").fetchone() == ("lazy-probe",)
-        seen = [c for c in pooler_clients(gw_cluster, "zone1-gw1")
-                if c.get("application_name") == "lazy-probe"]
-        assert len(seen) == 1
+        assert s2.info.parameter_status("server_version") == version
+        assert s2.info.parameter_status("application_name") == "lazy-probe"
+        assert probes() == 1  # logged in, nothing sent yet: no pooler connection of their own
+        assert s1.execute("SELECT 1").fetchone() == (1,)  # takes the parked one
+        assert probes() == 1
+        assert s2.execute("SHOW application_name").fetchone() == ("lazy-probe",)
+        assert probes() == 2
     finally:
-        conn.close()
+        s1.close()
+        s2.close()
+
+
+def test_ended_sessions_leave_their_pooler_connection_to_the_next(
+        gw_cluster: GatewayCluster) -> None:
+    """A session that ends clean parks its pooler connection; the next one with the same
+    login takes it (no second login at the pooler), and finds none of the previous one's
+    state. One that leaves state behind does not park."""
+    from .test_local import pooler_clients
+
+    def probes() -> list[dict[str, object]]:
+        return [c for c in pooler_clients(gw_cluster, "zone1-gw1")
+                if c.get("application_name") == "park-probe"]
+
+    with gw_cluster.connect(application_name="park-probe") as a:
+        a.execute("SELECT 1")
+    wait_until(lambda: len(probes()) == 1, what="one parked pooler connection")
+    with gw_cluster.connect(application_name="park-probe") as b:
+        assert b.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        b.execute("SET search_path = pg_catalog")  # state: this one is not parked
+        assert len(probes()) == 1  # it took the parked connection
+    wait_until(lambda: len(probes()) == 0, what="the connection with state closed")
+    with gw_cluster.connect(application_name="park-probe") as c:
+        assert c.execute("SHOW search_path").fetchone() == ('"$user", public',)
