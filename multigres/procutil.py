@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 
 def pid_alive(pid: int) -> bool:
@@ -49,3 +53,33 @@ def terminate(pid: int, timeout: float = 10.0) -> bool:
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     return True
+
+
+def stop_on_signals() -> asyncio.Future[None]:
+    """A future of the running loop that SIGINT or SIGTERM completes (a server's stop)."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def on_signal() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    return stop
+
+
+def run_server(main: Coroutine[Any, Any, None], prog: str,
+               user_errors: tuple[type[BaseException], ...]) -> int:
+    """Run a server's main coroutine on uvloop: 0 when it stops, 1 (and one line naming
+    ``prog``) on an error the user can fix (a taken port, a wrong setting)."""
+    import uvloop
+
+    try:
+        uvloop.run(main)
+    except user_errors as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

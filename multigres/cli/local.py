@@ -14,14 +14,13 @@ statement costs the syscalls of one proxy, not two.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import shlex
-import signal
 import sys
 
 from multigres.gateway import config as gateway_config
 from multigres.pooler import config as pooler_config
+from multigres.procutil import run_server, stop_on_signals
 
 log = logging.getLogger("multigres.local")
 
@@ -47,15 +46,7 @@ async def serve(poolers: list[pooler_config.PoolerConfig],
     bound = [(cfg, bind_sockets(cfg)) for cfg in poolers]
     servers: list[PoolerServer] = []
     planes: list[ControlPlane] = []
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-
-    def on_signal() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    stop = stop_on_signals()
     try:
         for cfg, sockets in bound:
             server = PoolerServer(cfg)
@@ -91,16 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print("multigres local: error: --workers is not available in local mode",
               file=sys.stderr)
         return 1
-    try:
-        import uvloop
-
-        uvloop.run(serve(poolers, gateway))
-    except OSError as e:
-        print(f"multigres local: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return run_server(serve(poolers, gateway), "multigres local", (OSError,))
 
 
 if __name__ == "__main__":

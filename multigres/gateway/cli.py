@@ -6,12 +6,11 @@ never a traceback. SIGTERM/SIGINT stop it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
 
 from multigres.gateway.config import ConfigError, GatewayConfig, load
+from multigres.procutil import run_server, stop_on_signals
 
 log = logging.getLogger("multigres.gateway")
 
@@ -23,15 +22,7 @@ async def serve(config: GatewayConfig) -> None:
 
     server = GatewayServer(config)
     server.bind()
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-
-    def on_signal() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    stop = stop_on_signals()
     try:
         await server.start()
         await stop
@@ -46,16 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except _USER_ERRORS as e:
         print(f"multigateway: error: {e}", file=sys.stderr)
         return 1
-    try:
-        import uvloop
-
-        uvloop.run(serve(config))
-    except _USER_ERRORS as e:
-        print(f"multigateway: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return run_server(serve(config), "multigateway", _USER_ERRORS)
 
 
 if __name__ == "__main__":

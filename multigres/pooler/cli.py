@@ -20,6 +20,7 @@ from typing import Any
 from multigres.pooler.config import ConfigError, PoolerConfig, load
 from multigres.pooler.control import ControlError
 from multigres.pooler.controlplane import ControlPlane, Sockets, bind_sockets
+from multigres.procutil import run_server
 from multigres.wire.userlist import UserlistError, load_userlist
 
 log = logging.getLogger("multigres.pooler")
@@ -80,16 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         from multigres.pooler.workers import run_workers
 
         return run_workers(config, sockets)
-    try:
-        import uvloop
-
-        uvloop.run(serve(config, sockets))
-    except _USER_ERRORS as e:
-        print(f"multipooler: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return run_server(serve(config, sockets), "multipooler", _USER_ERRORS)
 
 
 if __name__ == "__main__":
