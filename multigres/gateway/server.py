@@ -29,7 +29,7 @@ from multigres.gateway.upstream import LocalPooler, Upstream
 from multigres.netutil import split_hostport
 from multigres.topo.etcd import EtcdConn
 from multigres.topo.server import TopoServer
-from multigres.wire.tls import make_server_context
+from multigres.wire.tls import cert_file_channel_binding_data, make_server_context
 
 log = logging.getLogger("multigres.gateway")
 
@@ -71,8 +71,11 @@ class GatewayServer:
         self.parked: dict[tuple[object, ...], list[tuple[float, Upstream]]] = {}
         self.started_at = time.time()
         self.tls_context: ssl.SSLContext | None = None
+        # With TLS, SCRAM-SHA-256-PLUS is offered too, bound to our certificate.
+        self.cbind_data: bytes | None = None
         if config.tls_cert is not None and config.tls_key is not None:
             self.tls_context = make_server_context(config.tls_cert, config.tls_key)
+            self.cbind_data = cert_file_channel_binding_data(config.tls_cert)
         host, port = split_hostport(config.topo)
         self.topo = TopoServer(EtcdConn(f"{host}:{port}", root=config.topo_root))
         self.discovery = Discovery(self.topo, config.cell)

@@ -370,7 +370,8 @@ class Session(asyncio.Protocol):
         if self.state == CLOSED:
             return
         self.credential = cred
-        self.auth = AuthExchange(AuthMethod.SCRAM, self.user, cred)
+        self.auth = AuthExchange(AuthMethod.SCRAM, self.user, cred,
+                                 cbind_data=self.server.cbind_data if self.tls else None)
         try:
             self._send_auth(self.auth.start())
         except (AuthFailed, PgError) as e:

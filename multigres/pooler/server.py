@@ -106,10 +106,13 @@ class PoolerServer:
         self.credentials = Credentials(config)
         self.stats = Stats()
         self.tls_context = None
+        # With TLS, SCRAM-SHA-256-PLUS is offered too, bound to our certificate.
+        self.cbind_data: bytes | None = None
         if config.tls_cert is not None and config.tls_key is not None:
-            from multigres.wire.tls import make_server_context
+            from multigres.wire.tls import cert_file_channel_binding_data, make_server_context
 
             self.tls_context = make_server_context(config.tls_cert, config.tls_key)
+            self.cbind_data = cert_file_channel_binding_data(config.tls_cert)
         self._next_id = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         # Plain TCP connections (clients and servers) run on the relay (pyx/relay.pyx); TLS

@@ -180,7 +180,8 @@ class StartupHandler:
 
     def _begin_auth(self, client: Client, method: AuthMethod, user: str,
                     cred: Credential | None) -> None:
-        client._auth = AuthExchange(method, user, cred)
+        cbind = self.server.cbind_data if getattr(client, "tls", False) else None
+        client._auth = AuthExchange(method, user, cred, cbind_data=cbind)
         try:
             self._send_requests(client, client._auth.start())
         except (AuthFailed, PoolerError) as e:

@@ -286,7 +286,8 @@ def test_gateway_serves_the_primary(cluster: Cluster) -> None:
     with cluster.connect(cluster.ports.gateway) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
     # TLS is offered (a certificate the cluster made), SCRAM over it.
-    with cluster.connect(cluster.ports.gateway, sslmode="require") as conn:
+    with cluster.connect(cluster.ports.gateway, sslmode="require",
+                         channel_binding="require") as conn:
         assert conn.pgconn.ssl_in_use
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
 

@@ -91,8 +91,9 @@ def test_tls_from_clients(make_pooler: MakePooler, tmp_path: Path) -> None:
 
     cert, key = make_self_signed_cert(tmp_path)
     pooler = make_pooler(args=["--tls-cert", str(cert), "--tls-key", str(key)])
-    with pooler.connect(sslmode="verify-full", sslrootcert=str(cert), host="127.0.0.1") as conn:
-        assert conn.pgconn.ssl_in_use
+    with pooler.connect(sslmode="verify-full", sslrootcert=str(cert), host="127.0.0.1",
+                        channel_binding="require") as conn:
+        assert conn.pgconn.ssl_in_use  # and SCRAM-SHA-256-PLUS: bound to the certificate
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
         # SCRAM over TLS, prepared statements and a COPY ride the encrypted connection too.
         assert conn.execute("SELECT %s::int", (5,), prepare=True).fetchone() == (5,)
