@@ -25,6 +25,19 @@ cdef inline Py_ssize_t _msg_len(const unsigned char *p) noexcept nogil:
                         | (<uint32_t>p[2] << 8) | <uint32_t>p[3])
 
 
+cdef inline Py_ssize_t _message_end(const unsigned char *p, Py_ssize_t n,
+                                    Py_ssize_t i) noexcept nogil:
+    """Where the whole message at ``p[i]`` ends, or -1 if it is not whole in ``p[:n]`` (or
+    its length is impossible)."""
+    cdef Py_ssize_t length
+    if n - i < 5:
+        return -1
+    length = _msg_len(p + i + 1)
+    if length < 4 or i + 1 + length > n:
+        return -1
+    return i + 1 + length
+
+
 cdef bint _has(const char *p, Py_ssize_t n, const char *needle, Py_ssize_t k) noexcept nogil:
     cdef Py_ssize_t i = 0
     cdef const char *q
@@ -49,26 +62,26 @@ def scan_client(bytes data, object plans=None, object extra=None):
     (the session plans it)."""
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t i = 0, end, length
+    cdef Py_ssize_t i = 0, end
     cdef int count = 0
     cdef unsigned char t
+    cdef bytes sql
     cdef Normalized norm
     while i < n:
-        if n - i < 5:
+        end = _message_end(p, n, i)
+        if end < 0:
             return -1
         t = p[i]
-        length = _msg_len(p + i + 1)
-        if length < 4:
-            return -1
-        end = i + 1 + length
-        if end > n:
-            return -1
         if t == b'Q':
-            if length < 5 or may_have_effects_bytes(data[i + 5:end - 1]):
+            if end - i < 6:
+                return -1
+            sql = data[i + 5:end - 1]  # one copy, for both checks
+            if may_have_effects_bytes(sql):
                 return -1
             if plans is not None:
                 try:
-                    norm = normalize_ptr(<const char *>p + i + 5, length - 5, None, True)
+                    norm = normalize_ptr(PyBytes_AS_STRING(sql), PyBytes_GET_SIZE(sql), sql,
+                                         True)
                 except ValueError:
                     return -1
                 if plans.get(norm.text, extra) is None:
@@ -95,15 +108,11 @@ def scan_server(bytes data):
     cdef int status = 0
     cdef unsigned char t
     while i < n:
-        if n - i < 5:
+        end = _message_end(p, n, i)
+        if end < 0:
             return -1
         t = p[i]
-        length = _msg_len(p + i + 1)
-        if length < 4:
-            return -1
-        end = i + 1 + length
-        if end > n:
-            return -1
+        length = end - i - 1
         if t == b'Z':
             if length != 5:
                 return -1

@@ -52,10 +52,6 @@ class PoolerState:
         return self.record.id
 
     @property
-    def address(self) -> tuple[str, int]:
-        return self.record.host, self.record.port
-
-    @property
     def role(self) -> str:
         """The role Postgres reports (through the health stream), else the record's."""
         if self.health is not None and self.health.role:

@@ -722,10 +722,10 @@ class Session(asyncio.Protocol):
 
     def _on_query(self, msg: bytes) -> None:
         """Follow the session state a simple query changes: replayable SETs, or a pin."""
-        sql = msg[5:-1]
-        if not may_have_effects(sql.decode("utf-8", "replace")):
+        sql = msg[5:-1].decode("utf-8", "replace")
+        if not may_have_effects(sql):
             return
-        effects = session_effects(sql.decode("utf-8", "replace"))
+        effects = session_effects(sql)
         for e in effects:
             if e.kind in _REPLAYABLE:
                 if self.tx_status == _I:
