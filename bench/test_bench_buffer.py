@@ -17,15 +17,19 @@ prints messages/s with the machine next to the number.
 
 from __future__ import annotations
 
-import os
-import platform
 import struct
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from multigres.wire.buffer import ReadBuffer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import describe as _machine
 
 _LENGTH = struct.Struct("!i")
 
@@ -136,22 +140,6 @@ def _struct_baseline(chunks: list[bytes]) -> int:
             framed += 1 + length
         pending = data[pos:]
     return framed
-
-
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
 
 
 CASES = [

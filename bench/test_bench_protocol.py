@@ -17,16 +17,20 @@ prints operations/s with the machine next to the number.
 
 from __future__ import annotations
 
-import os
-import platform
 import struct
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from multigres.wire import protocol as p
 from multigres.wire.buffer import ReadBuffer, WriteBuffer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import describe as _machine
 
 BATCH = 1000
 ROWS = [
@@ -192,22 +196,6 @@ _EXPECTED = {
     "forward 1000-row result python loop": len(RESULT_SET),
     "forward 334 x (B E S) scan_frontend_run": len(PREPARED_REQUESTS),
 }
-
-
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def test_baselines_build_the_same_bytes() -> None:

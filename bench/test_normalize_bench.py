@@ -15,15 +15,19 @@ prints the time per statement with the machine next to the number.
 
 from __future__ import annotations
 
-import os
-import platform
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from multigres.sql.normalize import normalize
 from multigres.sql.plancache import PlanCache
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import describe as _machine
 
 BATCH = 1000
 PGBENCH_SELECT = [
@@ -83,22 +87,6 @@ WORKLOADS: dict[str, tuple[Callable[[], int], int, int]] = {
     "hit path: normalize + PlanCache.get": (hit_path, BATCH, BATCH),
     "miss cost for scale: pglast parse": (pglast_parse, 100, BATCH),
 }
-
-
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def test_workloads_are_what_they_say() -> None:
