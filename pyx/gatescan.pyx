@@ -53,6 +53,16 @@ cdef bint _has(const char *p, Py_ssize_t n, const char *needle, Py_ssize_t k) no
 
 
 def scan_client(bytes data, object plans=None, object extra=None):
+    """See scan_client_c."""
+    return scan_client_c(data, plans, extra)
+
+
+def scan_server(bytes data):
+    """See scan_server_c."""
+    return scan_server_c(data)
+
+
+cdef Py_ssize_t scan_client_c(bytes data, object plans, object extra) except -2:
     """The number of Query, Sync and FunctionCall messages (each answered by one
     ReadyForQuery) if ``data`` is whole frontend messages the gateway forwards untouched;
     -1 if the session must look.
@@ -96,7 +106,7 @@ def scan_client(bytes data, object plans=None, object extra=None):
     return count
 
 
-def scan_server(bytes data):
+cdef Py_ssize_t scan_server_c(bytes data) except -2:
     """``ready * 256 + last status`` (``ready``: ReadyForQuery messages, ``last status`` the
     transaction status of the last one, 0 if none) if ``data`` is whole backend messages the
     gateway forwards untouched; -1 if the session must look (a partial message, an error that

@@ -21,6 +21,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from multigres._cy.buffer cimport ReadBuffer, WriteBuffer
+from multigres._cy.pipe cimport PipeTransport
 from multigres._cy.relay cimport Conn, FastProtocol
 
 from collections import deque
@@ -229,12 +230,15 @@ cdef class Histogram:
 # -- connections ---------------------------------------------------------------------------------
 
 cdef int _send_buffer(object transport, WriteBuffer buf) except -1:
-    """Send what ``buf`` holds: from its memory on a relay connection, else as bytes (TLS on
-    uvloop's transports); nothing without a transport."""
+    """Send what ``buf`` holds: from its memory on a relay connection, as bytes by a C call
+    to a local-mode pipe, else as bytes through write() (TLS on uvloop's transports); nothing
+    without a transport."""
     if transport is None or not buf._size:
         return 0
     if type(transport) is Conn:
         return (<Conn>transport).send_ptr(buf._buf, buf._size)
+    if type(transport) is PipeTransport:
+        return (<PipeTransport>transport).send(buf.getvalue())
     transport.write(buf.getvalue())
     return 0
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from multigres._cy.buffer import ProtocolError
+from multigres._cy.gatecore import CLOSED, READY
 from multigres.admin.console import (
     AdminError,
     Console,
@@ -28,7 +29,6 @@ from multigres.admin.console import (
     greeting,
 )
 from multigres.gateway import stats
-from multigres.gateway.session import CLOSED, READY
 from multigres.wire import sqlstate as codes
 from multigres.wire.errors import PgError
 

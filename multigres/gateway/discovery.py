@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from multigres._cy.gatecore import GateCounters
 from multigres.rpc.pooler_client import PoolerClient
 from multigres.topo.errors import TopoError
 from multigres.topo.records import Pooler, ServingState, Shard
@@ -81,8 +82,9 @@ class Discovery:
         self._tasks: list[asyncio.Task[None]] = []
         self._rr = itertools.count()
         self.closed = False
-        # Bumped at every change: a session re-checks its pooler only when this moved.
-        self.generation = 0
+        # counters.generation is bumped at every change: a session re-checks its pooler only
+        # when it moved (read by the sessions' C path, gatecore).
+        self.counters = GateCounters()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -116,8 +118,12 @@ class Discovery:
 
     # -- change notification ----------------------------------------------------------------
 
+    @property
+    def generation(self) -> int:
+        return self.counters.generation
+
     def _notify(self) -> None:
-        self.generation += 1
+        self.counters.generation += 1
         self._changed.set()
         self._changed = asyncio.Event()
 

@@ -28,7 +28,7 @@ import time
 from typing import TYPE_CHECKING
 
 from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
-from multigres._cy.gatescan import scan_client, scan_server
+from multigres._cy.gatecore import AUTH, CLOSED, CONNECTING, READY, STARTUP, SessionCore
 from multigres._cy.relay import Conn
 from multigres.gateway.upstream import Upstream, open_upstream
 from multigres.sql.session import Kind, may_have_effects, session_effects
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("multigres.gateway")
 
-STARTUP, AUTH, CONNECTING, READY, CLOSED = range(5)
+# The session states are gatecore's (its C path tests READY and CLOSED).
 
 _Q, _P, _C, _X, _S, _F, _Z, _E, _p = (ord(c) for c in "QPCXSFZEp")
 _I, _T = ord("I"), ord("T")
@@ -121,10 +121,18 @@ def _parse_target(params: dict[str, str]) -> tuple[str, str]:
     return database, target
 
 
-class Session(asyncio.Protocol):
+class Session(SessionCore):
+    # Narrower types for fields of SessionCore (annotations only: a class-level value would
+    # shadow the C field).
+    server: GatewayServer
+    upstream: Upstream | None
+    pending_error: PgError | None
+
     def __init__(self, server: GatewayServer) -> None:
         self.server = server
-        self.transport: asyncio.Transport | None = None
+        self.counters = server.discovery.counters
+        self.plans = server.planner.cache
+        self.transport = None
         self.rbuf = ReadBuffer(server.config.max_message_size)
         self.state = STARTUP
         self.busy = False  # a task (TLS, login, a move to another pooler) owns the session
@@ -136,24 +144,24 @@ class Session(asyncio.Protocol):
         self.auth: AuthExchange | None = None
         self.credential: Credential | None = None
         self.scram: ScramPassThrough | None = None
-        self.upstream: Upstream | None = None
+        self.upstream = None
         self.pooler: PoolerState | None = None
         self.generation = -1  # discovery's generation when the pooler was last checked
         self.key = (0, 0)
         self.tx_status = _I
         self.in_flight = 0  # queries and Syncs sent whose ReadyForQuery has not come back
         self.failed_tx = False  # the pooler was lost inside a transaction
-        self.pending_error: PgError | None = None
+        self.pending_error = None
         self.replay: list[bytes] = []  # messages that rebuild the session state elsewhere
         self.pinned = ""  # why the session cannot move (empty: it can)
         self.lazy = False  # logged in without a pooler connection yet (see _login)
         self.login_key: tuple[object, ...] = ()
-        self.awaiting_set: bytes | None = None  # a SET sent, its success not yet seen
+        self.awaiting_set = None  # a SET sent, its success not yet seen
         self.set_failed = False
         # The last batch sent from idle, kept until its first answer: if that answer is the
         # pooler's 08001 (it got no server connection, so nothing ran), the batch is sent
         # again on the next target instead of failing.
-        self.retry_batch: bytes | None = None
+        self.retry_batch = None
         self.retrying = False
         self.retry_since = 0.0  # when the batch first failed so (retries stop after
         # buffer_timeout)
@@ -186,22 +194,8 @@ class Session(asyncio.Protocol):
             else:
                 up.close()
 
-    def data_received(self, data: bytes) -> None:
-        up = self.upstream
-        if (self.state == READY and up is not None and not self.busy
-                and not self.rbuf.buffered() and not self.failed_tx
-                and self.pending_error is None
-                and (self.in_flight or self.tx_status != _I
-                     or self.generation == self.server.discovery.generation)):
-            # The common case: whole messages that need no look, forwarded as received.
-            n = scan_client(data, self.server.planner.cache, self.database)
-            if n >= 0:
-                if n == 1 and self.in_flight == 0 and self.tx_status == _I:
-                    self.retry_batch = data
-                self.in_flight += n
-                self.server.stats["statements"] += n
-                up.write(data)
-                return
+    def _data_slow(self, data: bytes) -> None:
+        """A read event the C path (gatecore.SessionCore.relay_data) did not forward."""
         self.rbuf.feed_data(data)
         try:
             self._process()
@@ -226,10 +220,6 @@ class Session(asyncio.Protocol):
             up.transport.resume_reading()
 
     # -- output -----------------------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        if self.transport is not None and self.state != CLOSED:
-            self.transport.write(data)
 
     def fatal(self, err: PgError) -> None:
         if self.state == CLOSED:
@@ -501,7 +491,7 @@ class Session(asyncio.Protocol):
                     parked = server.take_upstream(self.login_key, st.id)
                     if parked is not None:
                         self.pooler = st
-                        self.generation = server.discovery.generation
+                        self.generation = self.counters.generation
                         return parked
                     try:
                         up = await open_upstream(
@@ -515,7 +505,7 @@ class Session(asyncio.Protocol):
                         log.info("session %s: %s; waiting for another target", self.key, e)
                     else:
                         self.pooler = st
-                        self.generation = server.discovery.generation
+                        self.generation = self.counters.generation
                         return up
                 left = deadline - loop.time()
                 if left <= 0:
@@ -646,7 +636,7 @@ class Session(asyncio.Protocol):
         rb = self.rbuf
         up = self.upstream
         if self.in_flight == 0 and self.tx_status == _I and not self.failed_tx:
-            if up is None or (self.server.discovery.generation != self.generation
+            if up is None or (self.counters.generation != self.generation
                               and not self._still_right()):
                 if not rb.buffered():
                     return
@@ -677,11 +667,11 @@ class Session(asyncio.Protocol):
                 self.server.planner.plan(msg[5:-1], self.database)
                 self._on_query(msg)
                 self.in_flight += 1
-                self.server.stats["statements"] += 1
+                self.counters.statements += 1
                 out.append(msg)
             elif t == _S or t == _F:
                 self.in_flight += 1
-                self.server.stats["statements"] += 1
+                self.counters.statements += 1
                 out.append(rb.message_bytes())
             elif t == _P:
                 msg = rb.message_bytes()
@@ -710,7 +700,7 @@ class Session(asyncio.Protocol):
 
     def _still_right(self) -> bool:
         st = self.pooler
-        self.generation = self.server.discovery.generation
+        self.generation = self.counters.generation
         if st is None or st is not self.server.discovery.poolers.get((st.record.cell, st.id)):
             return False
         return self._target_ok(st)
@@ -788,19 +778,11 @@ class Session(asyncio.Protocol):
 
     # -- the pooler's side ------------------------------------------------------------------
 
-    def upstream_data(self, up: Upstream, data: bytes) -> None:
+    def _upstream_slow(self, up: Upstream, data: bytes) -> None:
+        """Bytes from the pooler that the C path (SessionCore.upstream_data_c) did not
+        forward: a partial message, an error the gateway acts on, a SET awaiting its answer,
+        a retry in progress."""
         rb = self.urbuf
-        if not self.retrying and self.awaiting_set is None and not rb.buffered():
-            r = scan_server(data)
-            if r >= 0:
-                # Whole messages, no error that the gateway acts on: forwarded as received.
-                if r >= 256:
-                    self.tx_status = r & 0xFF
-                    self.in_flight = max(0, self.in_flight - (r >> 8))
-                self.retry_batch = None
-                self.retry_since = 0.0
-                self.send(data)
-                return
         rb.feed_data(data)
         out: list[bytes] = []
         while True:

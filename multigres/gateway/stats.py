@@ -14,9 +14,9 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from multigres._cy.gatecore import AUTH, CLOSED, CONNECTING, READY, STARTUP
 from multigres.admin.console import ADMIN_DATABASES
 from multigres.gateway.config import GatewayConfig
-from multigres.gateway.session import AUTH, CLOSED, CONNECTING, READY, STARTUP
 
 if TYPE_CHECKING:
     from multigres.gateway.discovery import PoolerState
@@ -27,8 +27,6 @@ VERSION = "0.1.0"
 
 # Counters the session and server bump (server.stats); shown as 0 until they happen.
 COUNTERS = ("sessions", "auth_failures", "moves", "retries", "pooler_lost", "cancels")
-# Counted only where the data path keeps them (shown when present).
-OPTIONAL_COUNTERS = ("statements",)
 SESSION_STATES = ("login", "connecting", "active", "idle", "idle in transaction",
                   "idle in transaction (aborted)", "moving", "admin")
 
@@ -45,7 +43,8 @@ def snapshot(server: GatewayServer, detail: bool = False) -> dict[str, Any]:
         if detail:
             rows.append(_session_row(s, state))
     counters = {k: server.stats.get(k, 0) for k in COUNTERS}
-    counters.update({k: server.stats[k] for k in OPTIONAL_COUNTERS if k in server.stats})
+    # Kept by the sessions' C path (gatecore.GateCounters), not in the stats dict.
+    counters["statements"] = server.discovery.counters.statements
     poolers = [pooler_row(st) for st in server.discovery.poolers.values()]
     poolers.sort(key=lambda p: (p["database"], p["tablegroup"], p["shard"], p["cell"], p["id"]))
     return {

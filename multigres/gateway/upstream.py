@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
+from multigres._cy.gatecore import UpstreamCore
 from multigres._cy.relay import Relay
 from multigres.netutil import tcp_connect
 from multigres.wire import sqlstate as codes
@@ -36,7 +37,7 @@ class Sink(Protocol):
     def upstream_lost(self, up: Upstream, exc: Exception | None) -> None: ...
 
 
-class Upstream(asyncio.Protocol):
+class Upstream(UpstreamCore):
     def __init__(self, pooler_id: str, host: str, port: int, auth: ClientAuthExchange) -> None:
         self.pooler_id = pooler_id
         self.host = host
@@ -60,6 +61,8 @@ class Upstream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        # In data mode with a session as the sink, the C path (UpstreamCore.relay_data)
+        # handles the bytes; this is the login, and sinks written in Python.
         sink = self.sink
         if sink is not None:
             sink.upstream_data(self, data)
@@ -83,12 +86,6 @@ class Upstream(asyncio.Protocol):
         elif self.sink is not None:
             sink, self.sink = self.sink, None
             sink.upstream_lost(self, exc)
-
-    def pause_writing(self) -> None:
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # -- login ------------------------------------------------------------------------------
 
@@ -131,10 +128,6 @@ class Upstream(asyncio.Protocol):
         self.rbuf = None
         self.sink = sink
         return rb.take_run() if rb is not None and rb.buffered() else b""
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
 
     def close(self) -> None:
         """Say goodbye (the pooler returns its server connection at once) and close."""

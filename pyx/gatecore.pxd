@@ -1,0 +1,40 @@
+# The interface of pyx/gatecore.pyx: the gateway session's per-read-event path in C.
+#
+# session.py's Session and upstream.py's Upstream are Python subclasses of SessionCore and
+# UpstreamCore; the fields here are the state the C path reads and writes (``public``: the
+# Python subclasses use them as attributes). A subclass must not give one of these names a
+# class-level default (it would shadow the field's descriptor).
+
+from multigres._cy.buffer cimport ReadBuffer
+from multigres._cy.relay cimport FastProtocol
+
+
+cdef class GateCounters:
+    cdef public long long generation  # bumped by discovery at every change
+    cdef public long long statements  # Queries, Syncs and FunctionCalls sent to poolers
+
+
+cdef class UpstreamCore(FastProtocol):
+    cdef public object transport
+    cdef public object sink  # a SessionCore in data mode, else a Python sink or None
+    cdef public bint closed
+
+    cdef int send_c(self, bytes data) except -1
+
+
+cdef class SessionCore(FastProtocol):
+    cdef public object server, transport
+    cdef public GateCounters counters
+    cdef public object plans  # the planner's PlanCache
+    cdef public object database
+    cdef public UpstreamCore upstream
+    cdef public ReadBuffer rbuf, urbuf
+    cdef public int state, tx_status
+    cdef public bint busy, failed_tx, retrying
+    cdef public object pending_error, awaiting_set, retry_batch
+    cdef public Py_ssize_t in_flight
+    cdef public long long generation  # counters.generation when the pooler was last checked
+    cdef public double retry_since
+
+    cdef int send_c(self, bytes data) except -1
+    cdef int upstream_data_c(self, UpstreamCore up, bytes data) except -1
