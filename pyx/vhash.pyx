@@ -98,12 +98,12 @@ cdef uint64_t _uint64_arg(object v) except? 0:
     return <uint64_t>v
 
 
-def hash64(v: int) -> int:
+def hash64(v):
     """The ``hash`` vindex's function on an unsigned 64-bit integer (SplitMix64's output)."""
     return mg_hash64(_uint64_arg(v))
 
 
-def unhash64(v: int) -> int:
+def unhash64(v):
     """The inverse of :func:`hash64`."""
     return mg_unhash64(_uint64_arg(v))
 
@@ -115,7 +115,7 @@ def to_uint64(value: object) -> int:
     return <uint64_t>v
 
 
-def xxh64(data: bytes, seed: int = 0) -> int:
+def xxh64(data, seed=0):
     """XXH64 of ``data`` with ``seed``."""
     cdef const uchar[:] view = data
     cdef uint64_t s = _uint64_arg(seed)

@@ -26,6 +26,11 @@ def join(path: str, key: str | int) -> str:
     return f"{path}.{part}" if path else part
 
 
+def q(name: object) -> str:
+    """A name or value quoted as in the JSON document, for messages."""
+    return json.dumps(name, ensure_ascii=False)
+
+
 def type_name(value: Any) -> str:
     """The JSON name of a value's type, for messages."""
     if value is None:
@@ -128,7 +133,7 @@ class Checker:
                 self.error(where, f"expected a non-empty name, got {json.dumps(item)}")
                 return None
             if item in out:
-                self.error(where, f"{item!r} is named twice")
+                self.error(where, f"{q(item)} is named twice")
                 return None
             out.append(item)
         return out
@@ -184,6 +189,25 @@ class Params:
     def names(self, key: str, required: bool = False) -> list[str] | None:
         value = self._get(key, required)
         return None if value is None else self.checker.names(value, self.at(key))
+
+    def int_list(self, key: str) -> list[int] | None:
+        """A list of integers: a JSON list, or one comma-separated string (Vitess's form)."""
+        value = self._get(key, False)
+        if value is None:
+            return None
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            self.error(key, f"expected a list of integers, got {type_name(value)}")
+            return None
+        out: list[int] = []
+        for item in items:
+            if isinstance(item, str) and item.strip().isdigit():
+                item = int(item)
+            if isinstance(item, bool) or not isinstance(item, int):
+                self.error(key, f"expected a list of integers, got {json.dumps(value)}")
+                return None
+            out.append(item)
+        return out
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
         value = self._get(key, False)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from multigres.topo.conn import Version
-from multigres.vschema.doc import Checker, Params, join
+from multigres.vschema.doc import Checker, Params, join, q
 from multigres.vschema.errors import Problem, VSchemaError
 from multigres.vschema.vindexes import VINDEX_TYPES, FunctionalVindex, LookupVindex, Vindex
 
@@ -312,11 +312,11 @@ class _Builder:
             tg = vs.tablegroups.get(name)
             if tg is None:
                 if name not in self.bad_tablegroups:
-                    self.c.error("default_tablegroup", f"no tablegroup named {name!r}")
+                    self.c.error("default_tablegroup", f"no tablegroup named {q(name)}")
             elif tg.sharded:
                 self.c.error(
                     "default_tablegroup",
-                    f"{name!r} is sharded; tables the VSchema does not name go to an "
+                    f"{q(name)} is sharded; tables the VSchema does not name go to an "
                     "unsharded tablegroup",
                 )
             else:
@@ -324,7 +324,7 @@ class _Builder:
         elif len(unsharded) == 1:
             vs.default_tablegroup = unsharded[0]
         elif len(unsharded) > 1:
-            names = ", ".join(repr(tg.name) for tg in unsharded)
+            names = ", ".join(q(tg.name) for tg in unsharded)
             self.c.error(
                 "default_tablegroup",
                 f"missing: there are several unsharded tablegroups ({names}); name the one "
@@ -351,7 +351,7 @@ class _Builder:
             if cls is None:
                 self.c.error(
                     join(path, "type"),
-                    f"unknown vindex type {kind!r} (one of: {', '.join(VINDEX_TYPES)})",
+                    f"unknown vindex type {q(kind)} (one of: {', '.join(VINDEX_TYPES)})",
                 )
                 self.bad_vindexes.add(name)
                 continue
@@ -399,7 +399,7 @@ class _Builder:
             if tg.sharded:
                 self.c.error(
                     join(path, "tablegroup"),
-                    f"{tg.name!r} is sharded; a sequence lives in an unsharded tablegroup "
+                    f"{q(tg.name)} is sharded; a sequence lives in an unsharded tablegroup "
                     "(one backing sequence for every shard)",
                 )
                 self.bad_sequences.add(name)
@@ -419,7 +419,7 @@ class _Builder:
             return None
         tg = vs.tablegroups.get(name)
         if tg is None and name not in self.bad_tablegroups:
-            self.c.error(where, f"no tablegroup named {name!r} in tablegroups")
+            self.c.error(where, f"no tablegroup named {q(name)} in tablegroups")
         return tg
 
     # tables
@@ -449,7 +449,7 @@ class _Builder:
             if t is not None and t.tablegroup.name == seq.tablegroup:
                 self.c.error(
                     join("sequences", seq.name),
-                    f"a table of the same name is in tablegroup {seq.tablegroup!r} "
+                    f"a table of the same name is in tablegroup {q(seq.tablegroup)} "
                     "(Postgres tables and sequences share one namespace)",
                 )
         return listed
@@ -466,7 +466,7 @@ class _Builder:
             kind = self.c.string(s["type"], join(path, "type"))
             if kind is not None and kind not in TABLE_TYPES:
                 self.c.error(
-                    join(path, "type"), f"{kind!r} is not one of: {', '.join(TABLE_TYPES)}"
+                    join(path, "type"), f"{q(kind)} is not one of: {', '.join(TABLE_TYPES)}"
                 )
             reference = kind == "reference"
         auto = self.auto_increment(vs, s, path)
@@ -488,7 +488,7 @@ class _Builder:
         seq = self.c.string(a["sequence"], join(where, "sequence"))
         if seq is not None and seq not in vs.sequences:
             if seq not in self.bad_sequences:
-                self.c.error(join(where, "sequence"), f"no sequence named {seq!r} in sequences")
+                self.c.error(join(where, "sequence"), f"no sequence named {q(seq)} in sequences")
             return None
         if column is None or seq is None:
             return None
@@ -514,13 +514,13 @@ class _Builder:
             return None
         if raw and not tg.sharded:
             self.c.error(
-                where, f"tablegroup {tg.name!r} is unsharded: its tables have no vindexes"
+                where, f"tablegroup {q(tg.name)} is unsharded: its tables have no vindexes"
             )
             return None
         if not raw and tg.sharded and not reference:
             self.c.error(
                 where,
-                f"a table of the sharded tablegroup {tg.name!r} needs a primary vindex "
+                f"a table of the sharded tablegroup {q(tg.name)} needs a primary vindex "
                 "(the first entry places its rows), or \"type\": \"reference\"",
             )
             return None
@@ -535,7 +535,7 @@ class _Builder:
             listed.add(cv.name)
             if (cv.name, cv.columns) in seen:
                 self.c.error(
-                    join(where, i), f"vindex {cv.name!r} on {list(cv.columns)} is listed twice"
+                    join(where, i), f"vindex {q(cv.name)} on {q(list(cv.columns))} is listed twice"
                 )
                 ok = False
                 continue
@@ -567,7 +567,7 @@ class _Builder:
         vindex = vs.vindexes.get(name)
         if vindex is None:
             if name not in self.bad_vindexes:
-                self.c.error(join(path, "name"), f"no vindex named {name!r}")
+                self.c.error(join(path, "name"), f"no vindex named {q(name)}")
             return None
         if len(columns) != vindex.column_count:
             self.c.error(
@@ -606,11 +606,11 @@ class _Builder:
             owner = _owner_of(vs, name)
             if owner is not None:
                 if owner not in vs.tables and owner not in listed:
-                    self.c.error(join(path, "owner"), f"no table named {owner!r} in tables")
+                    self.c.error(join(path, "owner"), f"no table named {q(owner)} in tables")
                 elif owner in vs.tables and name not in listed.get(owner, set()):
                     self.c.error(
                         join(path, "owner"),
-                        f"table {owner!r} does not list this vindex in its column_vindexes",
+                        f"table {q(owner)} does not list this vindex in its column_vindexes",
                     )
                 vindex.owner = owner
             where = join(join(path, "params"), "table")
@@ -622,15 +622,15 @@ class _Builder:
                 if table is not None and table.tablegroup.name != tg_name:
                     self.c.error(
                         where,
-                        f"table {tname!r} is in tablegroup {table.tablegroup.name!r}, "
-                        f"not {tg_name!r}",
+                        f"table {q(tname)} is in tablegroup {q(table.tablegroup.name)}, "
+                        f"not {q(tg_name)}",
                     )
                     continue
             if table is None:
                 if vindex.table not in listed:  # else its own errors were reported
                     self.c.error(
                         where,
-                        f"no table named {vindex.table!r} in tables: a lookup vindex's table "
+                        f"no table named {q(vindex.table)} in tables: a lookup vindex's table "
                         "must be in the VSchema",
                     )
                 continue

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from multigres.topo.keyrange import KeyRange
-from multigres.vschema.doc import Params
+from multigres.vschema.doc import Params, q
 from multigres.vschema.vcursor import Target, VCursor
 from multigres.vschema.vindexes.base import Destination, FunctionalVindex, Vindex
 
@@ -53,7 +53,7 @@ class LookupVindex(Vindex):
         self.ignore_nulls = params.boolean("ignore_nulls", False)
         self.write_only = params.boolean("write_only", False)
         if self.to and self.to in self.from_columns:
-            params.error("to", f"{self.to!r} is also a 'from' column")
+            params.error("to", f"{q(self.to)} is also a 'from' column")
         # Set by bind() once the VSchema knows the table.
         self.owner: str | None = None
         self.tablegroup = ""
@@ -210,7 +210,7 @@ class LookupUniqueVindex(LookupVindex):
             ids = await self._lookup(vcursor, value)
             if len(ids) > 1:
                 raise self._fail(
-                    ValueError(f"{value!r} has {len(ids)} rows in {self.table_name}; a unique "
+                    ValueError(f"{q(value)} has {len(ids)} rows in {self.table_name}; a unique "
                                f"lookup needs a unique key on {self.from_columns[0]}")
                 )
             out.append(ids[0] if ids else None)

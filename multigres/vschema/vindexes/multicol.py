@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from multigres._cy import vhash
 from multigres.topo.keyrange import KeyRange
-from multigres.vschema.doc import Params
+from multigres.vschema.doc import Params, q
 from multigres.vschema.ksid import KSID_LEN, prefix_range
 from multigres.vschema.vindexes.base import FunctionalVindex, Vindex
 from multigres.vschema.vindexes.hash import HashVindex
@@ -52,7 +52,7 @@ class MulticolVindex(Vindex):
         if "column_count" not in params.raw:
             params.error("column_count", "missing (required)")
         kinds = params.names("column_vindex") or ["hash"] * count
-        widths_raw = params.names("column_bytes")
+        widths = params.int_list("column_bytes")
         self.subs: list[FunctionalVindex] = []
         if len(kinds) != count:
             params.error("column_vindex", f"names {len(kinds)} vindexes for {count} columns")
@@ -61,27 +61,22 @@ class MulticolVindex(Vindex):
             if cls is None:
                 params.error(
                     "column_vindex",
-                    f"column {i}: {kind!r} is not one of: {', '.join(SUB_VINDEXES)}",
+                    f"column {i}: {q(kind)} is not one of: {', '.join(SUB_VINDEXES)}",
                 )
                 continue
             self.subs.append(cls(f"{name}[{i}]", Params(params.checker, {}, params.path)))
         self.widths = default_column_bytes(count)
-        if widths_raw is not None:
-            try:
-                widths = [int(w) for w in widths_raw]
-            except ValueError:
-                params.error("column_bytes", "expected byte counts (integers)")
+        if widths is not None:
+            if len(widths) != count:
+                params.error("column_bytes", f"gives {len(widths)} sizes for {count} columns")
+            elif any(w < 1 for w in widths) or sum(widths) != KSID_LEN:
+                params.error(
+                    "column_bytes",
+                    f"each column needs at least 1 byte and they must add up to {KSID_LEN}"
+                    f" (got {', '.join(map(str, widths))})",
+                )
             else:
-                if len(widths) != count:
-                    params.error("column_bytes", f"gives {len(widths)} sizes for {count} columns")
-                elif any(w < 1 for w in widths) or sum(widths) != KSID_LEN:
-                    params.error(
-                        "column_bytes",
-                        f"each column needs at least 1 byte and they must add up to {KSID_LEN}"
-                        f" (got {', '.join(map(str, widths))})",
-                    )
-                else:
-                    self.widths = widths
+                self.widths = widths
         self.count = count
 
     @property
