@@ -7,6 +7,7 @@ import sys
 
 from multigres import __version__
 from multigres.cli import switchover as switchover_command
+from multigres.cli import vschema as vschema_command
 from multigres.cli.cluster import commands as cluster_commands
 from multigres.cli.cluster.config import ConfigError
 from multigres.cli.cluster.lifecycle import ClusterError
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     cluster_commands.add_parser(sub)
     switchover_command.add_parser(sub)
+    vschema_command.add_parser(sub)
     sub.add_parser(
         "pgctld", help="manage one Postgres instance (see `multigres pgctld -h`)", add_help=False
     )
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             return cluster_commands.run(args)
         if args.cmd == "switchover":
             return switchover_command.run(args)
+        if args.cmd == "vschema":
+            return vschema_command.run(args)
     except (ClusterError, ConfigError, PgctldError, TopoError) as e:
         print(f"multigres: error: {e}", file=sys.stderr)
         return 1

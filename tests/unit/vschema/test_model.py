@@ -39,7 +39,7 @@ def test_example_tables() -> None:
     assert customers.secondary_vindexes == (email,)
     assert vs.sequence_of("orders") is not None
     assert vs.sequence_of("orders").name == "orders_id_seq"  # type: ignore[union-attr]
-    assert vs.sequence_of("orders").tablegroup == "main"  # type: ignore[union-attr]
+    assert vs.sequence_of("orders").tablegroup == "default"  # type: ignore[union-attr]
     assert vs.sequence_of("products") is None
     products = vs.table("products")
     assert products is not None and products.kind == "reference" and not products.sharded
@@ -55,7 +55,7 @@ def test_example_lookups_are_bound() -> None:
     assert email.tablegroup == "shop" and email._route is not None
     sku = vs.vindex("order_sku_lookup")
     assert isinstance(sku, LookupVindex) and not sku.unique
-    assert sku.tablegroup == "main" and sku._route is None
+    assert sku.tablegroup == "default" and sku._route is None
     ol = vs.table("order_lines")
     assert ol is not None
     (cv,) = ol.vindexes_for_column("sku")
@@ -66,11 +66,11 @@ def test_unnamed_tables_are_in_the_default_tablegroup() -> None:
     vs = VSchema.loads(EXAMPLE.read_text())
     t = vs.table("audit_log")
     assert t is not None and not t.declared and t.kind == "unsharded"
-    assert t.tablegroup.name == "main"
+    assert t.tablegroup.name == "default"
     # public.orders is orders
     assert vs.table("public.orders") is vs.table("orders")
     assert vs.table("other.orders") is not vs.table("orders")
-    assert [t.name for t in vs.tables_in("main")] == ["order_line_sku_idx"]
+    assert [t.name for t in vs.tables_in("default")] == ["order_line_sku_idx"]
 
 
 def test_schema_qualified_names() -> None:
@@ -170,9 +170,9 @@ CASES: list[tuple[str, Any, str]] = [
     ),
     (
         "lookup table in another tablegroup",
-        _set("vindexes/customer_email_lookup/params/table", "main.customer_email_idx"),
+        _set("vindexes/customer_email_lookup/params/table", "default.customer_email_idx"),
         "vindexes.customer_email_lookup.params.table: table \"customer_email_idx\" is in "
-        "tablegroup \"shop\", not \"main\"",
+        "tablegroup \"shop\", not \"default\"",
     ),
     (
         "unknown tablegroup",
@@ -193,7 +193,7 @@ CASES: list[tuple[str, Any, str]] = [
     (
         "sequence named like a table",
         _set("sequences/order_line_sku_idx", {}),
-        "sequences.order_line_sku_idx: a table of the same name is in tablegroup \"main\"",
+        "sequences.order_line_sku_idx: a table of the same name is in tablegroup \"default\"",
     ),
     (
         "wrong type: tables",
@@ -240,8 +240,8 @@ CASES: list[tuple[str, Any, str]] = [
     (
         "vindex on an unsharded table",
         _set("tables/order_line_sku_idx/column_vindexes", [{"column": "sku", "name": "hash"}]),
-        "tables.order_line_sku_idx.column_vindexes: tablegroup \"main\" is unsharded: its tables "
-        "have no vindexes",
+        "tables.order_line_sku_idx.column_vindexes: tablegroup \"default\" is unsharded: its "
+        "tables have no vindexes",
     ),
     (
         "vindex on a reference table",
@@ -309,7 +309,7 @@ CASES: list[tuple[str, Any, str]] = [
         "two unsharded, no default",
         _set("tablegroups/extra", {}),
         "default_tablegroup: missing: there are several unsharded tablegroups "
-        '("main", "extra")',
+        '("default", "extra")',
     ),
     (
         "default is sharded",
@@ -318,7 +318,7 @@ CASES: list[tuple[str, Any, str]] = [
     ),
     (
         "same table twice",
-        _set("tables/public.orders", {"tablegroup": "main"}),
+        _set("tables/public.orders", {"tablegroup": "default"}),
         "tables.\"public.orders\": names the same table as tables.orders",
     ),
     (
@@ -359,7 +359,7 @@ def test_repeated_key_in_json_text() -> None:
     text = EXAMPLE.read_text().replace(
         '"products": {"tablegroup": "shop", "type": "reference"},',
         '"products": {"tablegroup": "shop", "type": "reference"},\n'
-        '    "products": {"tablegroup": "main"},',
+        '    "products": {"tablegroup": "default"},',
     )
     with pytest.raises(VSchemaError, match=r"tables\.products: appears more than once"):
         VSchema.loads(text)
