@@ -41,12 +41,8 @@ class ShardMap:
     def group(self, ksids: Sequence[bytes | None]) -> dict[str, list[int]]:
         """The positions of the ids owned by each shard (for an IN list or a multi-row
         INSERT: each shard gets only its own values); None ids are in no group."""
-        out: dict[str, list[int]] = {}
-        names = self.names
-        for pos, i in enumerate(vhash.locate(self._starts, ksids)):
-            if i >= 0:
-                out.setdefault(names[i], []).append(pos)
-        return out
+        groups = vhash.locate_groups(self._starts, ksids)
+        return {name: g for name, g in zip(self.names, groups, strict=True) if g}
 
     def shards_for_range(self, kr: KeyRange) -> list[str]:
         """Every shard that intersects ``kr``, in key order."""

@@ -302,3 +302,11 @@ def test_locate() -> None:
     assert vhash.locate(starts, ids) == [0, 0, 1, 2, 3, -1]
     with pytest.raises(ValueError):
         vhash.locate([b"\x40"], [b"\x00"])
+
+
+@given(st.lists(st.one_of(st.none(), st.binary(min_size=8, max_size=8)), max_size=100))
+def test_locate_groups_agrees_with_locate(ids: list[bytes | None]) -> None:
+    starts = [b"", b"\x40", b"\x80", b"\xc0"]
+    where = vhash.locate(starts, ids)
+    groups = vhash.locate_groups(starts, ids)
+    assert groups == [[p for p, i in enumerate(where) if i == g] for g in range(4)]
