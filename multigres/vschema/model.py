@@ -615,7 +615,7 @@ class _Builder:
                 vindex.owner = owner
             where = join(join(path, "params"), "table")
             tg_name, dot, tname = vindex.table.rpartition(".")
-            table = vs.tables.get(vindex.table)
+            table = _declared(vs, vindex.table)
             if table is None and dot and tg_name in vs.tablegroups:
                 # tablegroup.table (Vitess's keyspace.table)
                 table = vs.tables.get(tname)
@@ -644,6 +644,12 @@ class _Builder:
             ):
                 route = pv.vindex
             vindex.bind(table.tablegroup.name, table.name, route)
+
+
+def _declared(vs: VSchema, name: str) -> Table | None:
+    """A table the document names (``public.t`` and ``t`` are one table)."""
+    t = vs.table(name)
+    return t if t is not None and t.declared else None
 
 
 def _owner_of(vs: VSchema, vindex: str) -> str | None:

@@ -80,6 +80,16 @@ def test_schema_qualified_names() -> None:
     assert vs.table("s.t") is vs.tables["s.t"]
 
 
+def test_lookup_table_named_with_its_schema() -> None:
+    doc = example()
+    doc["vindexes"]["order_sku_lookup"]["params"]["table"] = "public.order_line_sku_idx"
+    sku = VSchema.parse(doc).vindex("order_sku_lookup")
+    assert isinstance(sku, LookupVindex) and sku.tablegroup == "default"
+    assert sku.sql_map.startswith('SELECT "keyspace_id" FROM "order_line_sku_idx"')
+    doc["vindexes"]["order_sku_lookup"]["params"]["table"] = "default.order_line_sku_idx"
+    assert VSchema.parse(doc).vindex("order_sku_lookup") is not None
+
+
 def test_only_sharded_tablegroups_have_no_default() -> None:
     vs = VSchema.parse({"tablegroups": {"s": {"sharded": True}}})
     assert vs.default_tablegroup is None and vs.table("x") is None
