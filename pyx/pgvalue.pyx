@@ -1264,6 +1264,10 @@ cdef object _numeric_div(object mantissa, Py_ssize_t dscale, object count):
 
 
 # -- floats as text ----------------------------------------------------------------------------
+#
+# Postgres prints floats with its copy of Ryu: the shortest decimal that reads back as the same
+# float, the closest to it of those, except that it never prints a decimal exactly halfway to
+# a neighbour (STRICTLY_SHORTEST 0 in src/common/ryu_common.h).
 
 
 cdef bytes _pg_float_layout(bint neg, const char *digits, Py_ssize_t nd, Py_ssize_t exp,
@@ -1348,6 +1352,37 @@ cdef int _split_decimal(const char *s, char *digits, Py_ssize_t *nd, Py_ssize_t 
     return 0
 
 
+cdef bytes _format_large_integral(double v, int precision, Py_ssize_t fixed_below):
+    """The text of a float whose gap to its neighbours is 2 or more (|v| >= 2**precision, an
+    integer): the fewest significant digits strictly between the midpoints to its
+    neighbours, the closest to v of those. Postgres's Ryu (STRICTLY_SHORTEST 0) never prints
+    a midpoint, which reading would round to even: repr's shortest may be one (1e+23 is
+    printed 9.999999999999999e+22), and only for such values (a midpoint of smaller floats
+    has more digits than the float itself)."""
+    cdef bint neg = v < 0
+    cdef object n = int(-v if neg else v)
+    cdef Py_ssize_t top = n.bit_length() - 1
+    cdef object gap = (<object>1) << (top - precision + 1)
+    # In quarter units: strictly above lo4 and below hi4. Below a power of two the gap is half.
+    cdef object lo4 = 4 * n - (gap if n == (<object>1) << top else 2 * gap)
+    cdef object hi4 = 4 * n + 2 * gap
+    cdef str text = str(n)
+    cdef Py_ssize_t keep
+    cdef object unit, down, best
+    best = None
+    for keep in range(1, len(text) + 1):
+        unit = _ipow10(len(text) - keep)
+        down = n - n % unit
+        for c in (down, down + unit):
+            if lo4 < 4 * c < hi4 and (best is None or abs(c - n) < abs(best - n)):
+                best = c
+        if best is not None:
+            break
+    text = str(best)
+    digits = text.rstrip("0").encode()
+    return _pg_float_layout(neg, digits, len(digits), len(text) - 1, fixed_below)
+
+
 cdef bytes format_float8(double v):
     """float8out's text (extra_float_digits >= 1): the shortest that reads back as v."""
     cdef char *s
@@ -1360,6 +1395,8 @@ cdef bytes format_float8(double v):
         return b"Infinity" if v > 0 else b"-Infinity"
     if v == 0:
         return b"-0" if signbit(v) else b"0"
+    if fabs(v) >= 9007199254740992.0:           # 2**53: the gap is 2 or more
+        return _format_large_integral(v, 53, 15)
     # repr's digits: the shortest string that rounds to v, the closest to v among those.
     s = PyOS_double_to_string(v, b'r', 0, 0, NULL)
     try:
@@ -1433,6 +1470,8 @@ cdef bytes format_float4(float f):
         return b"Infinity" if f > 0 else b"-Infinity"
     if f == 0:
         return b"-0" if signbit(f) else b"0"
+    if fabs(d) >= 16777216.0:                   # 2**24: the gap is 2 or more
+        return _format_large_integral(d, 24, 6)
     memcpy(&bits, &f, 4)
     # At a power of two the gap below is half the gap above: the closest p-digit decimal
     # can miss while the next one up still reads back as f.
