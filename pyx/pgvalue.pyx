@@ -257,6 +257,9 @@ cdef Py_ssize_t datarow_spans(const unsigned char *p, Py_ssize_t n, ColSpan *out
     return count
 
 
+# Not tracked by the garbage collector: a row refers only to bytes (no cycles), and a merge
+# makes millions of them.
+@cython.no_gc
 @cython.final
 cdef class RowView:
     """A DataRow payload framed in place: ``RowView(data, start=0, end=-1)``.
@@ -723,7 +726,8 @@ cdef int _parse_interval(const uchar *p, Py_ssize_t n, mg_int128 *out) noexcept 
         if pos < n and (p[pos] == b'-' or p[pos] == b'+'):
             sign = -1 if p[pos] == b'-' else 1
             pos += 1
-        # A clock: hours (any number of digits) ':' MM ':' SS[.ffffff].
+        # A number: the hours of a clock (any number of digits: HH:MM:SS[.ffffff]), or a
+        # count of years, months or days.
         end = pos
         while end < n and p[end] >= b'0' and p[end] <= b'9':
             end += 1
@@ -733,7 +737,6 @@ cdef int _parse_interval(const uchar *p, Py_ssize_t n, mg_int128 *out) noexcept 
             if end - pos < 2:
                 return -1
             _digits(p, pos, end, 1, 18, &v)
-            # Reuse the clock reader on "00" + the rest: the hours may be over 24.
             end = _parse_minsec(p, end + 1, n, &clock)
             if end < 0:
                 return -1
@@ -946,6 +949,8 @@ cdef class SortSpec:
                 raise TypeError("a SortSpec holds SortKey items")
         self.keys = keys
         self._n = len(keys)
+        if self._keys != NULL:
+            PyMem_Free(self._keys)
         self._keys = <SortKeyC *>PyMem_Malloc(max(self._n, 1) * sizeof(SortKeyC))
         if self._keys == NULL:
             raise MemoryError()
@@ -963,11 +968,11 @@ cdef class SortSpec:
             PyMem_Free(self._keys)
             self._keys = NULL
 
-    def compare(self, a: RowView, b: RowView) -> int:
+    def compare(self, RowView a not None, RowView b not None) -> int:
         """-1 if row a sorts before row b, 0 if they tie on every key, 1 after."""
         return compare_rows(a, b, self)
 
-    def group_key(self, row: RowView) -> bytes:
+    def group_key(self, RowView row not None) -> bytes:
         """A key equal for two rows exactly when they tie on every key column (for hashing
         GROUP BY and DISTINCT: '1.0' and '1.00', 0 and -0, 'a' and 'a ' as bpchar group
         together, as in Postgres)."""
@@ -1009,18 +1014,20 @@ cdef int compare_rows(RowView a, RowView b, SortSpec spec) except -2:
     return 0
 
 
-def kway_merge(SortSpec spec, runs) -> list:
+def kway_merge(SortSpec spec not None, runs) -> list:
     """Merge runs of rows, each already in ``spec``'s order (one per shard), into one list in
     that order; ties keep the order of the runs (a stable merge)."""
     cdef list lists = [list(r) for r in runs]
-    cdef Py_ssize_t k = len(lists), total = 0, i, j, best, n_live
+    cdef Py_ssize_t k = len(lists), i, n_live
     cdef list out
     cdef Py_ssize_t *pos
     cdef Py_ssize_t *size
     cdef Py_ssize_t *heap
-    cdef RowView ra, rb
     for i in range(k):
-        total += len(<list>lists[i])
+        # The merge reads rows with unchecked casts: check them once here.
+        for row in <list>lists[i]:
+            if type(row) is not RowView:
+                raise TypeError(f"kway_merge merges RowView rows, not {type(row).__name__}")
     out = []
     if k == 0:
         return out
@@ -1693,7 +1700,11 @@ cdef class AggSpec:
 
 
 cdef class AggState:
-    """The accumulator of one aggregate in one group: fold partials in with ``add``."""
+    """The accumulator of one aggregate in one group (``AggSpec.state()``): fold partials in
+    with ``combine``, read the result with ``final``."""
+
+    def __init__(self) -> None:
+        raise TypeError("an AggState comes from AggSpec.state()")
 
     cdef int add(self, const unsigned char *p, Py_ssize_t n) except -1:
         raise NotImplementedError
@@ -1723,7 +1734,7 @@ cdef class AggState:
         """Fold in one partial: text (None for NULL), or a (sum, count) pair for avg."""
         _add_partial(self, partial)
 
-    def combine_row(self, RowView row, column: int) -> None:
+    def combine_row(self, RowView row not None, column: int) -> None:
         """Fold in the partial at ``column`` of a row (and column + 1, the count, for avg)."""
         self.add_row(row, column)
 
@@ -2091,7 +2102,7 @@ cdef class _ArrayAgg(AggState):
         return bytes(self.buf)
 
 
-def fold_groups(rows, SortSpec group_by, aggs, agg_columns) -> dict:
+def fold_groups(rows, SortSpec group_by not None, aggs, agg_columns) -> dict:
     """Hash-aggregate partial rows: for each group of ``group_by`` (equal as Postgres's GROUP
     BY finds them), the first row of the group and one AggState per aggregate, with every
     row's partials (``aggs[i]`` at column ``agg_columns[i]``) folded in, in row order.
@@ -2110,6 +2121,8 @@ def fold_groups(rows, SortSpec group_by, aggs, agg_columns) -> dict:
         if not isinstance(spec, AggSpec):
             raise TypeError("aggs must be AggSpec items")
     for row in rows:
+        if row is None:
+            raise TypeError("fold_groups folds RowView rows, not None")
         key = group_key(row, group_by)
         entry = groups.get(key)
         if entry is None:

@@ -451,6 +451,9 @@ def bit_pattern_floats(rng: random.Random, n: int, float4: bool) -> list[float]:
         x = struct.unpack(fmt, struct.pack(ifmt, rng.getrandbits(bits)))[0]
         if x == x and abs(x) != float("inf"):
             out.append(x)
+    # Few fraction bits: ties between the two shortest candidates (to the even digit).
+    top, fracs = (22, [0.25, 0.75, 0.125, 0.875, 0.5]) if float4 else (52, [0.25, 0.75, 0.5])
+    out += [rng.randrange(2 ** (top - 3), 2**top) + rng.choice(fracs) for _ in range(2000)]
     # Powers of two (the gap below is half the gap above) and the ends of the range.
     exps = range(-149, 128) if float4 else range(-1074, 1024)
     out += [2.0**e for e in exps] + [-(2.0**e) for e in exps[::7]]
