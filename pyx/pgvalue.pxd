@@ -72,6 +72,9 @@ cdef class RowView:
 # Frame a payload held in ``data`` (bytes) between start and end (end < 0: to its end).
 cdef RowView row_view(object data, Py_ssize_t start, Py_ssize_t end)
 
+# The DataRow payload of a sequence of column texts (bytes, None for NULL).
+cpdef bytes build_datarow(object values)
+
 
 ctypedef struct SortKeyC:
     Py_ssize_t column
@@ -126,6 +129,10 @@ cdef class AggSpec:
     cdef int impl                          # which accumulator
     cdef bytes _delim_text                 # the delimiter as it goes into the partial text
     cdef AggState new_state(self)
+    # On partials as objects (texts or None; (sum, count) pairs for avg): two combined into
+    # one, and a partial's final text. The merge engine folds rows with AggState instead.
+    cpdef object combine(self, object a, object b)
+    cpdef object final(self, object partial)
 
 
 # The accumulator of one aggregate in one group. Partials are folded in with add() (and, for

@@ -298,6 +298,13 @@ cdef class RowView:
         """(offset from the payload's start, length) per column; length -1 for NULL."""
         return [(self.cols[i].off, self.cols[i].len) for i in range(self.ncols)]
 
+    def payload(self) -> bytes:
+        """The DataRow payload (``data`` itself when the view covers all of it)."""
+        if self.payload_len == PyBytes_GET_SIZE(self.data) and \
+                self.base == <const uchar *>PyBytes_AS_STRING(self.data):
+            return self.data
+        return PyBytes_FromStringAndSize(<const char *>self.base, self.payload_len)
+
     def __repr__(self) -> str:
         return f"RowView({self.values()!r})"
 
@@ -334,6 +341,44 @@ cdef RowView row_view(object data, Py_ssize_t start, Py_ssize_t end):
     row.cols = row._inline
     _frame(row, data, start, end)
     return row
+
+
+cpdef bytes build_datarow(object values):
+    """The DataRow payload of column texts (bytes, None for NULL): what a merge sends on."""
+    cdef Py_ssize_t n, i, total = 2, ln
+    cdef bytes out
+    cdef char *w
+    cdef object v
+    values = values if type(values) is list or type(values) is tuple else list(values)
+    n = len(values)
+    if n > 32767:
+        raise ValueError(f"a DataRow has at most 32767 columns, not {n}")
+    for v in values:
+        if v is None:
+            total += 4
+        elif PyBytes_CheckExact(v):
+            if PyBytes_GET_SIZE(v) > 0x3FFFFFFF:
+                raise ValueError("a value of 1 GB or more")
+            total += 4 + PyBytes_GET_SIZE(v)
+        else:
+            raise TypeError(f"a column's text is bytes or None, not {type(v).__name__}")
+    out = PyBytes_FromStringAndSize(NULL, total)
+    w = PyBytes_AS_STRING(out)
+    w[0] = <char>((n >> 8) & 0xFF)
+    w[1] = <char>(n & 0xFF)
+    w += 2
+    for i in range(n):
+        v = values[i]
+        ln = -1 if v is None else PyBytes_GET_SIZE(v)
+        w[0] = <char>((<uint32_t>ln >> 24) & 0xFF)
+        w[1] = <char>((<uint32_t>ln >> 16) & 0xFF)
+        w[2] = <char>((<uint32_t>ln >> 8) & 0xFF)
+        w[3] = <char>(<uint32_t>ln & 0xFF)
+        w += 4
+        if ln > 0:
+            memcpy(w, PyBytes_AS_STRING(v), ln)
+            w += ln
+    return out
 
 
 def datarow_columns(payload: bytes) -> list:
@@ -1680,7 +1725,7 @@ cdef class AggSpec:
         """A fresh accumulator (one per group)."""
         return self.new_state()
 
-    def combine(self, a, b):
+    cpdef object combine(self, object a, object b):
         """Combine two partials (texts, None for NULL; (sum, count) pairs for avg) into the
         partial of both, in that order."""
         cdef AggState st = self.new_state()
@@ -1688,7 +1733,7 @@ cdef class AggSpec:
         _add_partial(st, b)
         return st.partial_value()
 
-    def final(self, partial):
+    cpdef object final(self, object partial):
         """The final text (None for NULL) of a partial, exactly as Postgres prints it."""
         cdef AggState st = self.new_state()
         _add_partial(st, partial)

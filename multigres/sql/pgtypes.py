@@ -4,10 +4,15 @@ The work happens in the compiled module ``multigres._cy.pgvalue`` (framing DataR
 rows as ORDER BY does, folding partial aggregates into the final text Postgres prints). This
 module re-exports it and adds what the planner asks before it relies on it:
 
-- ``SHARD_SETTINGS``: the session settings the shards' texts must be printed under. The merge
-  reads these output formats only; a value in another one raises ``ValueFormatError`` (never
-  a wrong order). The planner sends a sharded statement only to sessions with these values,
-  or refuses it (0A000).
+- ``SHARD_SETTINGS``: the output settings the shards' texts must be printed under. The merge
+  reads these formats only; a value in another one raises ``ValueFormatError`` (never a
+  wrong order). Since merged values go on to the client as the shards printed them (and the
+  merge prints its own results in these formats), the client's session must have them too:
+  the planner merges only for sessions with these values, and refuses (0A000) otherwise.
+  (extra_float_digits: any value >= 1 prints the same shortest texts; <= 0 rounds floats,
+  which would make distinct values compare equal.) TimeZone may be anything, as long as the
+  shards print in the client's zone: timestamptz compares by instant.
+  ``settings_problems(...)`` says what a session's settings lack.
 - ``sort_key(...)``: a ``SortKey`` after checking that the sort can be merged exactly (a
   supported type, and for text types the C collation: the merge compares bytes).
 - ``aggregate(name, input_oid)``: the ``AggSpec`` of an aggregate call by its SQL name, and
@@ -18,6 +23,7 @@ Anything the merge cannot do exactly raises ``UnsupportedType`` (SQLSTATE 0A000)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final, TypeAlias
 
 from multigres._cy.pgvalue import (
@@ -32,6 +38,7 @@ from multigres._cy.pgvalue import (
     UnsupportedType,
     ValueFormatError,
     ValueOutOfRange,
+    build_datarow,
     compare,
     datarow_columns,
     fold_groups,
@@ -60,11 +67,13 @@ __all__ = [
     "ValueFormatError",
     "ValueOutOfRange",
     "aggregate",
+    "build_datarow",
     "compare",
     "datarow_columns",
     "fold_groups",
     "kway_merge",
     "partial_exprs",
+    "settings_problems",
     "sort_key",
     "supported_aggregate",
     "supported_sort_type",
@@ -72,8 +81,7 @@ __all__ = [
     "value_group_key",
 ]
 
-# The output formats the merge reads. extra_float_digits: any value >= 1 prints the shortest
-# exact text (Postgres 12+); the merge prints its own floats that way.
+# The output formats the merge reads and prints.
 SHARD_SETTINGS: Final[dict[str, str]] = {
     "DateStyle": "ISO",
     "IntervalStyle": "postgres",
@@ -99,6 +107,30 @@ _AGGREGATES: Final[dict[str, AggKind]] = {
     "string_agg": AggKind.STRING_AGG,
     "array_agg": AggKind.ARRAY_AGG,
 }
+
+
+def settings_problems(settings: Mapping[str, str]) -> list[str]:
+    """What keeps a session's output settings (name -> value as SHOW prints it; a missing one
+    counts as Postgres's default) from a merge, one message each; empty when it can merge."""
+    lowered = {k.lower(): v.strip() for k, v in settings.items()}
+    problems = []
+    datestyle = lowered.get("datestyle", "ISO, MDY")
+    if datestyle.split(",")[0].strip().upper() != "ISO":
+        problems.append(f"DateStyle {datestyle!r} (merges read ISO only)")
+    interval = lowered.get("intervalstyle", "postgres")
+    if interval.lower() != "postgres":
+        problems.append(f"IntervalStyle {interval!r} (merges read postgres only)")
+    bytea = lowered.get("bytea_output", "hex")
+    if bytea.lower() != "hex":
+        problems.append(f"bytea_output {bytea!r} (merges read hex only)")
+    digits = lowered.get("extra_float_digits", "1")
+    try:
+        shortest = int(digits) >= 1
+    except ValueError:
+        shortest = False
+    if not shortest:
+        problems.append(f"extra_float_digits {digits} (merges need 1 or more)")
+    return problems
 
 
 def sort_key(

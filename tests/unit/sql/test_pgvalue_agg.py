@@ -380,4 +380,16 @@ def test_pgtypes_helpers() -> None:
     with pytest.raises(UnsupportedType):
         pgtypes.sort_key(0, OID_TEXT, collation="en_US.utf8")
     assert pgtypes.SHARD_SETTINGS["DateStyle"] == "ISO"
+    assert pgtypes.settings_problems(pgtypes.SHARD_SETTINGS) == []
+    assert pgtypes.settings_problems({"DateStyle": "ISO, DMY", "extra_float_digits": "3"}) == []
+    assert pgtypes.settings_problems({}) == []
+    problems = pgtypes.settings_problems(
+        {
+            "DateStyle": "SQL, DMY",
+            "IntervalStyle": "iso_8601",
+            "bytea_output": "escape",
+            "extra_float_digits": "0",
+        }
+    )
+    assert len(problems) == 4 and "DateStyle" in problems[0]
     assert OID_FLOAT4 != OID_FLOAT8

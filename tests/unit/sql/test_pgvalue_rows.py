@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multigres._cy.buffer import ProtocolError
-from multigres._cy.pgvalue import RowView, datarow_columns
+from multigres._cy.pgvalue import RowView, build_datarow, datarow_columns
 
 
 def datarow(values: list[bytes | None]) -> bytes:
@@ -134,3 +134,25 @@ def test_bad_arguments() -> None:
         RowView(datarow([b"a"]), 3, 2)
     with pytest.raises(ValueError):
         RowView(datarow([b"a"]), 0, 100)
+
+
+@given(values_lists)
+def test_build_datarow(values: list[bytes | None]) -> None:
+    assert build_datarow(values) == datarow(values)
+    assert build_datarow(tuple(values)) == datarow(values)
+    assert build_datarow(iter(values)) == datarow(values)
+
+
+def test_build_datarow_refuses_other_values() -> None:
+    with pytest.raises(TypeError):
+        build_datarow([b"1", "2"])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        build_datarow([None] * 32768)
+
+
+@given(values_lists, st.binary(max_size=4), st.binary(max_size=4))
+def test_payload(values: list[bytes | None], before: bytes, after: bytes) -> None:
+    payload = datarow(values)
+    assert RowView(payload).payload() is payload
+    row = RowView(before + payload + after, len(before), len(before) + len(payload))
+    assert row.payload() == payload
