@@ -2059,10 +2059,14 @@ cdef class _AvgFloat(AggState):
         return 0
 
     cdef object final_value(self):
-        # float8_avg: Sx / N, N counted in a double.
+        # float8_avg: Sx / N, N counted in a double. Postgres's Sx starts at 0.0, so it is
+        # never -0 (0.0 + -0.0 is 0.0), where the shards' sums of -0 values are.
+        cdef double total = self.sum.total
         if self.count == 0 or not self.sum.seen:
             return None
-        return format_float8(self.sum.total / <double>self.count)
+        if total == 0:
+            total = 0.0
+        return format_float8(total / <double>self.count)
 
     cdef object partial_value(self):
         return (self.sum.final_value(), _format_i64(self.count))

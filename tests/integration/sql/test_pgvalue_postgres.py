@@ -396,7 +396,8 @@ def postgres_float_combination(
     conn: psycopg.Connection[Any], kind: str, typ: str, partials: list[bytes | None], width: int
 ) -> bytes | None:
     """What Postgres prints when it adds the shards' partial sums itself, in shard order
-    (float4pl/float8pl), and for avg divides by the count (float8_avg)."""
+    (float4pl/float8pl), and for avg divides by the count (float8_avg, whose sum starts at
+    0.0)."""
     sums = [p.decode() if p is not None else None for p in partials[::width]]
     if kind == "sum":
         (row,) = raw_rows(
@@ -408,7 +409,7 @@ def postgres_float_combination(
     count = sum(int(c or b"0") for c in partials[1::width])
     (row,) = raw_rows(
         conn,
-        "SELECT sum(s::float8) / nullif(%s, 0)::float8"
+        "SELECT (0::float8 + sum(s::float8)) / nullif(%s, 0)::float8"
         " FROM unnest(%s::text[]) WITH ORDINALITY AS u(s, i)",
         [count, sums],
     )
