@@ -31,6 +31,11 @@ cdef class SessionCore(FastProtocol):
     cdef public ReadBuffer rbuf, urbuf
     cdef public int state, tx_status
     cdef public bint busy, failed_tx, retrying
+    # The pooler's next answer is the session's own (a ROLLBACK it sent): the Python path
+    # takes it (session.py, _upstream_slow).
+    cdef public bint divert
+    # Someone waits for the answers in flight (session.idle): the Python path takes them.
+    cdef public bint watch_answers
     cdef public object pending_error, awaiting_set, retry_batch
     cdef public Py_ssize_t in_flight
     cdef public long long generation  # counters.generation when the pooler was last checked

@@ -114,7 +114,9 @@ cdef class SessionCore(FastProtocol):
 
     cdef int upstream_data_c(self, UpstreamCore up, bytes data) except -1:
         cdef Py_ssize_t r
-        if not self.retrying and self.awaiting_set is None and not self.urbuf.buffered():
+        if (not self.retrying and not self.divert and not self.watch_answers
+                and self.awaiting_set is None
+                and not self.urbuf.buffered()):
             r = scan_server_c(data)
             if r >= 0:
                 # Whole messages, no error that the gateway acts on: forwarded as received.

@@ -39,6 +39,8 @@ class SessionCore(FastProtocol):
     busy: bool
     failed_tx: bool
     retrying: bool
+    divert: bool
+    watch_answers: bool
     pending_error: Any
     awaiting_set: bytes | None
     retry_batch: bytes | None

@@ -32,6 +32,7 @@ from multigres.topo.errors import TopoError
 from multigres.topo.records import Pooler, ServingState, Shard
 from multigres.topo.server import TopoServer
 
+UNSHARDED = "0"  # the shard name of an unsharded tablegroup
 log = logging.getLogger("multigres.gateway")
 
 RETRY_MIN = 0.2
@@ -138,20 +139,36 @@ class Discovery:
 
     # -- choosing a target ------------------------------------------------------------------
 
-    def candidates(self, database: str) -> list[PoolerState]:
-        return [st for st in self.poolers.values() if st.record.database == database]
+    # A target is a shard of a database: (tablegroup, shard name). None (the default) is the
+    # database's unsharded tablegroup (its shard "0"): what an unsharded session talks to.
 
-    def primary(self, database: str) -> PoolerState | None:
-        """The serving primary of the database, if one is known."""
-        for (db, _tg, _name), shard in self.shards.items():
+    def knows_database(self, database: str) -> bool:
+        return any(st.record.database == database for st in self.poolers.values())
+
+    def candidates(self, database: str, where: tuple[str, str] | None = None
+                   ) -> list[PoolerState]:
+        if where is None:
+            return [st for st in self.poolers.values()
+                    if st.record.database == database and st.record.shard == UNSHARDED]
+        tg, shard = where
+        return [st for st in self.poolers.values() if st.record.database == database
+                and st.record.tablegroup == tg and st.record.shard == shard]
+
+    def primary(self, database: str, where: tuple[str, str] | None = None
+                ) -> PoolerState | None:
+        """The serving primary of a shard of the database, if one is known."""
+        for (db, tg, name), shard in self.shards.items():
             if db != database or shard is None:
+                continue
+            if (name != UNSHARDED) if where is None else ((tg, name) != where):
                 continue
             if not shard.is_primary_serving:
                 return None  # writes are being switched: wait
             if shard.primary_id:
                 st = self.poolers.get((shard.primary_cell, shard.primary_id))
                 return st if st is not None and st.serving else None
-        found = [st for st in self.candidates(database) if st.serving and st.role == "primary"]
+        found = [st for st in self.candidates(database, where)
+                 if st.serving and st.role == "primary"]
         if len(found) > 1:
             # Two poolers report a primary (a switchover in progress, or a split brain that
             # the orchestrator has yet to fence): trust the topology's choice too.
@@ -160,18 +177,25 @@ class Discovery:
             found.sort(key=lambda st: -st.health_at)
         return found[0] if found else None
 
-    def replicas(self, database: str, max_lag: float) -> list[PoolerState]:
+    def shard_names(self, database: str, tablegroup: str) -> list[str]:
+        """The shards of a tablegroup that discovery knows (from poolers and Shard records)."""
+        return sorted({name for (db, tg, name) in self.shards
+                       if db == database and tg == tablegroup})
+
+    def replicas(self, database: str, max_lag: float, where: tuple[str, str] | None = None
+                 ) -> list[PoolerState]:
         """The serving replicas under ``max_lag`` seconds of lag, this cell's if any."""
-        primary = self.primary(database)
-        found = [st for st in self.candidates(database)
+        primary = self.primary(database, where)
+        found = [st for st in self.candidates(database, where)
                  if st.serving and st.role == "replica" and st.lag_seconds < max_lag
                  and st is not primary]
         local = [st for st in found if st.record.cell == self.cell]
         return local or found
 
-    def replica(self, database: str, max_lag: float) -> PoolerState | None:
+    def replica(self, database: str, max_lag: float, where: tuple[str, str] | None = None
+                ) -> PoolerState | None:
         """A serving replica under ``max_lag`` seconds of lag, from this cell if one is."""
-        pick = self.replicas(database, max_lag)
+        pick = self.replicas(database, max_lag, where)
         if not pick:
             return None
         pick.sort(key=lambda st: st.id)
@@ -179,7 +203,8 @@ class Discovery:
 
     def secret_source(self, database: str | None) -> PoolerState | None:
         """A pooler to ask for users' secrets: a primary, else any reachable one."""
-        pool = self.candidates(database) if database else list(self.poolers.values())
+        pool = ([st for st in self.poolers.values() if st.record.database == database]
+                if database else list(self.poolers.values()))
         pool = [st for st in pool if st.record.grpc_port > 0]
         pool.sort(key=lambda st: (st.role != "primary", not st.serving, st.id))
         return pool[0] if pool else None

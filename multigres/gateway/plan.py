@@ -18,8 +18,12 @@ from pglast import parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
+from multigres.gateway.engine.primitive import Primitive
 from multigres.sql.normalize import Normalized, StatementKind, normalize
 from multigres.sql.plancache import PlanCache
+from multigres.vschema.model import VSchema
+from multigres.wire import sqlstate as codes
+from multigres.wire.errors import PgError
 
 UNSHARDED = "unsharded"
 
@@ -71,3 +75,69 @@ def build(norm: Normalized) -> Plan:
     rel = _Relations()
     rel(tree)
     return Plan(kind, UNSHARDED, tuple(rel.names), norm.statements)
+
+
+# -- sharded databases -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShardedPlan:
+    """How a sharded database's session runs a statement: ``passthrough`` (its bytes go to
+    the unsharded tablegroup's pooler, as for an unsharded database), the engine's
+    ``primitive``, or ``error`` (a statement the engine refuses: 0A000 naming the construct,
+    cached like a plan so that a refused statement costs no parse the next time)."""
+
+    kind: StatementKind
+    passthrough: bool
+    primitive: Primitive | None = None
+    error: PgError | None = None
+
+
+class ShardedPlanner:
+    """Plans of sharded databases, in two caches keyed by (database, normalized text):
+    ``passthrough`` holds only the statements that run unchanged on the unsharded tablegroup,
+    and is the cache the sessions' C fast path consults (a hit there is forwarded as bytes);
+    ``engine`` holds the rest. Both are cleared when a VSchema changes."""
+
+    def __init__(self, max_entries: int = 5000) -> None:
+        self.passthrough: PlanCache[ShardedPlan] = PlanCache(max_entries)
+        self.engine: PlanCache[ShardedPlan] = PlanCache(max_entries)
+
+    def clear(self) -> None:
+        self.passthrough.clear()
+        self.engine.clear()
+
+    def plan(self, norm: Normalized, database: str, vschema: VSchema) -> ShardedPlan:
+        plan = self.passthrough.get(norm.text, database) or self.engine.get(norm.text, database)
+        if plan is None:
+            plan = build_sharded(norm, vschema)
+            cache = self.passthrough if plan.passthrough else self.engine
+            cache.put(norm.text, plan, database, cost=len(norm.text))
+        return plan
+
+
+def build_sharded(norm: Normalized, vschema: VSchema) -> ShardedPlan:
+    from multigres.gateway import planner
+
+    kind = StatementKind(norm.kind)
+    if kind in (StatementKind.TRANSACTION, StatementKind.SESSION):
+        # The session handles these (a transaction spans the shards it touched; settings
+        # are replayed on every shard connection).
+        return ShardedPlan(kind, True)
+    if norm.statements > 1:
+        return ShardedPlan(kind, False, error=PgError(
+            "several statements in one query string are not supported on a sharded database",
+            codes.FEATURE_NOT_SUPPORTED, hint="send them one at a time"))
+    try:
+        p = planner.build(norm.text.decode("utf-8", "surrogateescape"), vschema,
+                          norm.param_base + norm.n_params)
+    except PgError as e:
+        return ShardedPlan(kind, False, error=e)
+    if p.passthrough is not None and p.passthrough == _default_tablegroup(vschema):
+        return ShardedPlan(kind, True)
+    return ShardedPlan(kind, False, p.primitive)
+
+
+def _default_tablegroup(vschema: VSchema) -> str | None:
+    tg = vschema.default_tablegroup
+    return None if tg is None else tg.name

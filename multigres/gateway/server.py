@@ -22,10 +22,11 @@ from multigres.gateway import stats
 from multigres.gateway.config import GatewayConfig
 from multigres.gateway.discovery import Discovery
 from multigres.gateway.metrics import GatewayHttp
-from multigres.gateway.plan import Planner
+from multigres.gateway.plan import Planner, ShardedPlanner
 from multigres.gateway.secrets import UserSecrets
 from multigres.gateway.session import Session
 from multigres.gateway.upstream import LocalPooler, Upstream
+from multigres.gateway.vschemas import VSchemas
 from multigres.netutil import split_hostport
 from multigres.topo.etcd import EtcdConn
 from multigres.topo.server import TopoServer
@@ -85,6 +86,9 @@ class GatewayServer:
         self.local_poolers: dict[str, LocalPooler] = {}
         self.planner = Planner(config.plan_cache_size)
         self.plan_cache = self.planner.cache  # for the status page and /metrics
+        # Sharded databases: their VSchemas (watched), and their plans.
+        self.shard_planner = ShardedPlanner(config.plan_cache_size)
+        self.vschemas = VSchemas(self.topo, self._vschema_changed)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.relay: Relay
         self.sock: socket.socket | None = None
@@ -138,8 +142,16 @@ class GatewayServer:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.vschemas.close()
         await self.discovery.close()
         await self.topo.close()
+
+    def _vschema_changed(self, database: str) -> None:
+        # Plans depend on the VSchema: drop them all (changes are rare). Sessions of the
+        # database miss in their fast path's cache at their next statement and re-plan.
+        log.info("vschema of %s changed", database)
+        self.shard_planner.clear()
+        self.planner.cache.clear()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

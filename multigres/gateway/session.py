@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
 from multigres._cy.gatecore import AUTH, CLOSED, CONNECTING, READY, STARTUP, SessionCore
 from multigres._cy.relay import Conn
+from multigres.gateway import sharded_session
+from multigres.gateway.sharded import ShardedState
 from multigres.gateway.upstream import Upstream, open_upstream
 from multigres.sql.session import Kind, may_have_effects, session_effects
 from multigres.wire import sqlstate as codes
@@ -167,6 +169,11 @@ class Session(SessionCore):
         # buffer_timeout)
         self.urbuf = ReadBuffer(server.config.max_message_size)
         self.reading = True
+        # A sharded database: the shards the engine uses, the transaction across them.
+        self.sharded: ShardedState | None = None
+        self.divert = False
+        self.divert_then = b""  # for the client once the diverted answer is in
+        self.idle: asyncio.Future[None] | None = None  # set when nothing is in flight
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -181,13 +188,17 @@ class Session(SessionCore):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
         self.server.forget(self)
+        if self.sharded is not None:
+            # Closed pooler connections roll back whatever they had open.
+            self.sharded.close()
         up, self.upstream = self.upstream, None
         if up is not None:
             if self.in_flight:
                 self.server.spawn(up.cancel())
                 up.abort()
             elif (self.tx_status == _I and not self.failed_tx and not self.pinned
-                  and not self.replay and self.awaiting_set is None and not up.closed):
+                  and not self.replay and self.awaiting_set is None and not up.closed
+                  and not self.divert):
                 # Nothing of this session stays on the pooler's side: the next session with
                 # the same login takes the connection (no second login at the pooler).
                 self.server.park_upstream(self.login_key, up)
@@ -416,6 +427,9 @@ class Session(SessionCore):
             start_console(self)
             return
         server = self.server
+        if await server.vschemas.get(self.database) is not None and server.vschemas.sharded(
+                self.database):
+            sharded_session.enter(self)
         login_key = self.login_key = (self.user, self.database, self.target,
                                       tuple(sorted(self.params.items())))
         known = server.known_login(login_key)
@@ -452,13 +466,15 @@ class Session(SessionCore):
 
     # -- choosing and (re)connecting to a pooler --------------------------------------------
 
-    def _pick(self) -> PoolerState | None:
+    def _pick(self, where: tuple[str, str] | None = None) -> PoolerState | None:
+        """The pooler for this session's target on the unsharded tablegroup, or on shard
+        ``where`` (tablegroup, shard) of a sharded one."""
         d = self.server.discovery
         if self.target == "replica":
-            st = d.replica(self.database, self.server.config.replica_lag_threshold)
+            st = d.replica(self.database, self.server.config.replica_lag_threshold, where)
             if st is not None:
                 return st
-        return d.primary(self.database)
+        return d.primary(self.database, where)
 
     def _target_ok(self, st: PoolerState) -> bool:
         d = self.server.discovery
@@ -471,8 +487,9 @@ class Session(SessionCore):
             return not d.replicas(self.database, lag)
         return st.serving and st.role == "replica" and st.lag_seconds < lag
 
-    async def _connect_upstream(self) -> Upstream:
-        """Wait (bounded) for a serving target and log in to its pooler."""
+    async def _connect_upstream(self, where: tuple[str, str] | None = None) -> Upstream:
+        """Wait (bounded) for a serving target and log in to its pooler (the unsharded
+        tablegroup's, or shard ``where``'s: then the session's own pooler stays as it is)."""
         server = self.server
         cfg = server.config
         loop = asyncio.get_running_loop()
@@ -481,14 +498,16 @@ class Session(SessionCore):
         last_error = ""
         try:
             while True:
-                if not server.discovery.candidates(self.database) and server.discovery.poolers:
+                if (not server.discovery.knows_database(self.database)
+                        and server.discovery.poolers):
                     known = sorted({st.record.database for st in server.discovery.poolers.values()})
                     raise PgError(f'database "{self.database}" does not exist',
                                   codes.INVALID_CATALOG_NAME,
                                   hint=f"this cluster serves: {', '.join(known)}")
-                st = self._pick()
+                st = self._pick(where)
                 if st is not None:
-                    parked = server.take_upstream(self.login_key, st.id)
+                    parked = (server.take_upstream(self.login_key, st.id) if where is None
+                              else None)
                     if parked is not None:
                         self.pooler = st
                         self.generation = self.counters.generation
@@ -504,12 +523,15 @@ class Session(SessionCore):
                         last_error = e.message
                         log.info("session %s: %s; waiting for another target", self.key, e)
                     else:
-                        self.pooler = st
-                        self.generation = self.counters.generation
+                        if where is None:
+                            self.pooler = st
+                            self.generation = self.counters.generation
                         return up
                 left = deadline - loop.time()
                 if left <= 0:
                     what = "replica or primary" if self.target == "replica" else "primary"
+                    if where is not None:
+                        what += f" of shard {where[0]}/{where[1]}"
                     raise PgError(
                         f"no serving {what} for database {self.database!r} within "
                         f"{cfg.buffer_timeout:g} s"
@@ -664,6 +686,13 @@ class Session(SessionCore):
                 continue
             if t == _Q:
                 msg = rb.message_bytes()
+                if self.sharded is None and self.server.vschemas.sharded(self.database):
+                    sharded_session.enter(self)
+                if self.sharded is not None and sharded_session.query(self, msg):
+                    # The engine owns the session now; what was gathered goes first.
+                    if out:
+                        up.write(out[0] if len(out) == 1 else b"".join(out))
+                    return
                 self.server.planner.plan(msg[5:-1], self.database)
                 self._on_query(msg)
                 self.in_flight += 1
@@ -784,6 +813,8 @@ class Session(SessionCore):
         a retry in progress."""
         rb = self.urbuf
         rb.feed_data(data)
+        if self.divert and not self._take_diverted(rb):
+            return
         out: list[bytes] = []
         while True:
             run = rb.take_run(b"ZE")
@@ -799,6 +830,7 @@ class Session(SessionCore):
                 if self.awaiting_set is not None:
                     if not self.set_failed:
                         self.replay.append(self.awaiting_set)
+                        sharded_session.replay_setting(self, self.awaiting_set)
                     self.awaiting_set = None
                     self.set_failed = False
                 if self.retrying:
@@ -825,6 +857,25 @@ class Session(SessionCore):
             self.retry_batch = None
             self.retry_since = 0.0
             self.send(out[0] if len(out) == 1 else b"".join(out))
+        if self.idle is not None and not self.in_flight and not self.idle.done():
+            self.idle.set_result(None)
+
+    def _take_diverted(self, rb: ReadBuffer) -> bool:
+        """Consume the answer to the session's own statement (sharded_session's ROLLBACK);
+        False while it is not all in."""
+        while rb.take_message():
+            if rb.get_message_type() == _Z:
+                self.tx_status = rb.read_byte()
+                rb.discard_message()
+                if self.in_flight:
+                    self.in_flight -= 1
+                self.divert = False
+                then, self.divert_then = self.divert_then, b""
+                if then:
+                    self.send(then)
+                return True
+            rb.discard_message()
+        return False
 
     def _may_retry(self) -> bool:
         now = time.monotonic()
@@ -841,6 +892,8 @@ class Session(SessionCore):
         self.server.spawn(self._move(resend=batch))
 
     def upstream_lost(self, up: Upstream, exc: Exception | None) -> None:
+        if self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)  # the answers will not come; the session reports it
         if up is not self.upstream or self.state == CLOSED:
             return
         self.upstream = None

@@ -51,6 +51,8 @@ INVALID_CATALOG_NAME: Final = "3D000"
 TRANSACTION_ROLLBACK: Final = "40000"
 SERIALIZATION_FAILURE: Final = "40001"
 DEADLOCK_DETECTED: Final = "40P01"
+# A statement whose outcome is not all-or-nothing: a MULTI commit that failed on some shards.
+STATEMENT_COMPLETION_UNKNOWN: Final = "40003"
 
 # Class 42: syntax error or access rule violation.
 SYNTAX_ERROR: Final = "42601"

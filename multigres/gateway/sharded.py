@@ -1,0 +1,191 @@
+"""A session's side of a sharded database: its connections to the shards the engine uses,
+the transaction across them, and the VCursor the engine runs on.
+
+The session keeps forwarding the bytes of statements that run unchanged on the database's
+unsharded tablegroup (plans with ``passthrough``) to that tablegroup's pooler, as for an
+unsharded database. A statement the engine runs goes through here:
+
+- Connections to other shards' poolers are opened on first use (logged in as the session's
+  user, with its replayable SETs run first) and kept for the session's life.
+- Transactions (mode MULTI, the default): inside the client's transaction, the first
+  statement on a shard begins a transaction there with the client's own BEGIN text. COMMIT
+  commits the shards one by one in a fixed order, then the unsharded tablegroup (the
+  session forwards the client's COMMIT). If a shard's commit fails, the shards after it are
+  rolled back and the client gets an error (SQLSTATE 40003) naming which shards committed
+  and which did not. Mode SINGLE (``SET
+  multigres.transaction_mode = single``): a transaction that would touch a second shard
+  fails instead.
+- Outside a transaction, a write the engine sends to shards runs in a transaction of its own
+  on every shard it touches, committed as above; a read runs without one.
+- An error inside the transaction leaves the client in a failed transaction (25P02 for the
+  next statements) until ROLLBACK, as on Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from multigres.gateway.engine.result import Result
+from multigres.gateway.engine.vcursor import ShardQuery
+from multigres.gateway.shardconn import ShardConn
+from multigres.gateway.upstream import Upstream
+from multigres.vschema.shardmap import ShardMap
+from multigres.wire import sqlstate as codes
+from multigres.wire.errors import PgError
+
+# Opens a logged-in pooler connection for (tablegroup, shard), with the session's state.
+OpenShard = Callable[[str, str], Awaitable[Upstream]]
+# The serving shard names of a tablegroup.
+ShardNames = Callable[[str], list[str]]
+
+MULTI, SINGLE = "multi", "single"
+
+
+class ShardedState:
+    def __init__(self, open_shard: OpenShard, shard_names: ShardNames) -> None:
+        self._open = open_shard
+        self._names = shard_names
+        self.conns: dict[tuple[str, str], ShardConn] = {}
+        self._opening: dict[tuple[str, str], asyncio.Future[ShardConn]] = {}
+        self._maps: dict[tuple[str, ...], ShardMap] = {}
+        self.begin_sql: str | None = None  # the client's transaction is open (its BEGIN)
+        self.implicit = False  # a transaction of our own for one write outside the client's
+        self.failed = False
+        self.mode = MULTI
+        self.touched: list[tuple[str, str]] = []  # shards in the transaction, in order
+
+    # -- VCursor ------------------------------------------------------------------------------
+
+    def shard_map(self, tablegroup: str) -> ShardMap:
+        names = tuple(self._names(tablegroup))
+        m = self._maps.get(names)
+        if m is None:
+            if not names:
+                raise PgError(f"tablegroup {tablegroup!r} has no serving shards",
+                              codes.CONNECTION_FAILURE)
+            m = self._maps[names] = ShardMap(names)
+        return m
+
+    async def execute(self, queries: Sequence[ShardQuery]) -> list[Result]:
+        by_conn: dict[tuple[str, str], list[int]] = {}
+        for i, q in enumerate(queries):
+            by_conn.setdefault((q.tablegroup, q.shard), []).append(i)
+        both = sorted(set(self.touched) | set(by_conn))
+        if self.mode == SINGLE and self.begin_sql is not None and len(both) > 1:
+            raise PgError("this transaction would touch more than one shard "
+                          f"({', '.join(f'{tg}/{s}' for tg, s in both)}), "
+                          "which transaction mode SINGLE does not allow",
+                          codes.FEATURE_NOT_SUPPORTED,
+                          hint="SET multigres.transaction_mode = multi, or split the transaction")
+        results: list[Result | None] = [None] * len(queries)
+        errors: list[tuple[int, BaseException]] = []
+
+        async def run(key: tuple[str, str], idx: list[int]) -> None:
+            try:
+                conn = await self._conn(key)
+                if self._in_tx() and not conn.in_tx:
+                    await conn.query(self.begin_sql or "BEGIN")
+                    conn.in_tx = True
+                    self.touched.append(key)
+                for i in idx:
+                    results[i] = await conn.query(queries[i].sql)
+            except BaseException as e:  # reported once all have finished
+                errors.append((idx[0], e))
+
+        await asyncio.gather(*(run(k, idx) for k, idx in by_conn.items()))
+        if errors:
+            errors.sort(key=lambda e: e[0])
+            raise errors[0][1]
+        return [r for r in results if r is not None]
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def _in_tx(self) -> bool:
+        return self.begin_sql is not None or self.implicit
+
+    def begin(self, sql: str) -> None:
+        self.begin_sql = sql
+        self.failed = False
+
+    async def finish(self, commit: bool) -> None:
+        """End the transaction on every shard it touched (in order). PgError 40003 when a
+        commit failed after others succeeded (the message names both sets of shards)."""
+        touched, self.touched = self.touched, []
+        self.begin_sql = None
+        self.implicit = False
+        failed, self.failed = self.failed, False
+        commit = commit and not failed
+        done: list[tuple[str, str]] = []
+        for i, key in enumerate(touched):
+            conn = self.conns.get(key)
+            if conn is None or not conn.in_tx:
+                continue
+            conn.in_tx = False
+            if not commit:
+                try:
+                    await conn.query("ROLLBACK")
+                except PgError:
+                    pass  # a lost connection has nothing to roll back
+                continue
+            try:
+                await conn.query("COMMIT")
+            except PgError as e:
+                rest = [k for k in touched[i + 1:] if k in self.conns]
+                for k in rest:
+                    c = self.conns[k]
+                    c.in_tx = False
+                    try:
+                        await c.query("ROLLBACK")
+                    except PgError:
+                        pass
+                names = ", ".join(f"{tg}/{s}" for tg, s in done) or "none"
+                lost = ", ".join(f"{tg}/{s}" for tg, s in [key, *rest])
+                raise PgError(
+                    f"the transaction committed on shards {names} but not on {lost}: "
+                    f"{e.message}", codes.STATEMENT_COMPLETION_UNKNOWN,
+                    detail="transaction mode MULTI commits each shard in turn; atomic "
+                           "commit across shards needs two-phase commit") from None
+            done.append(key)
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+        self.conns.clear()
+
+    # -- connections ----------------------------------------------------------------------------
+
+    async def _conn(self, key: tuple[str, str]) -> ShardConn:
+        conn = self.conns.get(key)
+        if conn is not None and not conn.closed:
+            return conn
+        if conn is not None:  # lost: a transaction on it is gone
+            del self.conns[key]
+            if conn.in_tx:
+                raise PgError(f"the connection to shard {key[0]}/{key[1]} was lost; the "
+                              "transaction was rolled back there", codes.CONNECTION_FAILURE)
+        fut = self._opening.get(key)
+        if fut is None:
+            fut = self._opening[key] = asyncio.get_running_loop().create_future()
+            try:
+                up = await self._open(*key)
+                conn = ShardConn(up, *key)
+                self.conns[key] = conn
+                fut.set_result(conn)
+            except BaseException as e:
+                fut.set_exception(e)
+                fut.exception()  # retrieved: the waiters (if any) get it too
+                raise
+            finally:
+                del self._opening[key]
+            return conn
+        return await fut
+
+
+def describe_state(state: ShardedState | None) -> dict[str, Any]:
+    """For SHOW SESSIONS / the status page: the shards a session holds connections to."""
+    if state is None:
+        return {}
+    return {"shards": sorted(f"{tg}/{s}" for tg, s in state.conns),
+            "transaction": state.begin_sql is not None, "mode": state.mode}

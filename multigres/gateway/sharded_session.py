@@ -1,0 +1,253 @@
+"""What a session does differently on a sharded database (see sharded.py for the rules).
+
+``query`` is called by the session for each simple Query when the database has a sharded
+VSchema: it returns False for a statement the session forwards as usual (to the unsharded
+tablegroup's pooler: plans with ``passthrough``, settings, transaction control that touched
+no shard), True when it took the statement (an engine task now owns the session until the
+answer is sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from multigres._cy.buffer import build_message
+from multigres._cy.gatecore import CLOSED
+from multigres.gateway.plan import ShardedPlan
+from multigres.gateway.sharded import MULTI, SINGLE, ShardedState
+from multigres.sql.normalize import Normalized, StatementKind, TxVerb, normalize
+from multigres.wire import sqlstate as codes
+from multigres.wire.errors import PgError
+from multigres.wire.protocol import build_command_complete, build_query, build_ready_for_query
+
+if TYPE_CHECKING:
+    from multigres.gateway.session import Session
+    from multigres.gateway.upstream import Upstream
+
+log = logging.getLogger("multigres.gateway")
+
+_I, _T, _E, _N = (ord(c) for c in "ITEN")
+_END = (TxVerb.COMMIT, TxVerb.ROLLBACK)
+_MODE_SETTING = b"multigres.transaction_mode"
+
+
+def enter(s: Session) -> None:
+    """The session's database is sharded (at login, or after a VSchema change)."""
+    server = s.server
+    db = s.database
+    s.sharded = ShardedState(lambda tg, shard: open_shard(s, tg, shard),
+                             lambda tg: server.discovery.shard_names(db, tg))
+    # The C fast path forwards only what this cache holds: the statements that run
+    # unchanged on the unsharded tablegroup.
+    s.plans = server.shard_planner.passthrough
+
+
+async def open_shard(s: Session, tablegroup: str, shard: str) -> Upstream:
+    up = await s._connect_upstream((tablegroup, shard))
+    if s.replay:
+        await s._replay(up)
+    return up
+
+
+def query(s: Session, msg: bytes) -> bool:
+    st = s.sharded
+    assert st is not None
+    sql = msg[5:-1]
+    try:
+        norm = normalize(sql)
+    except ValueError:
+        return False  # an unterminated quote or comment: Postgres says so
+    kind = norm.kind
+    if kind == StatementKind.TRANSACTION:
+        verb = norm.tx_verb
+        if verb == TxVerb.BEGIN:
+            st.begin(sql.decode("utf-8", "replace"))
+            return False
+        if not st.touched:
+            if verb in _END:
+                st.begin_sql = None
+            return False
+        if verb in _END:
+            _take(s, end_transaction(s, msg, verb == TxVerb.COMMIT))
+            return True
+        _take(s, _fail(s, PgError(f"{verb.name.replace('_', ' ')} is not supported in a "
+                                  "transaction that spans shards", codes.FEATURE_NOT_SUPPORTED)))
+        return True
+    if kind == StatementKind.SESSION:
+        if _MODE_SETTING in sql.lower():
+            return _set_mode(s, sql)
+        return False
+    vs = s.server.vschemas.current(s.database)
+    if vs is None:
+        return False
+    plan = s.server.shard_planner.plan(norm, s.database, vs)
+    if plan.passthrough:
+        return False
+    _take(s, run(s, plan, norm))
+    return True
+
+
+def replay_setting(s: Session, msg: bytes) -> None:
+    """A SET that took on the unsharded tablegroup: the same on every open shard."""
+    st = s.sharded
+    if st is None:
+        return
+    sql = msg[5:-1].decode("utf-8", "replace")
+    for conn in st.conns.values():
+        s.server.spawn(_quietly(conn.query(sql)))
+
+
+async def _quietly(coro: object) -> None:
+    with contextlib.suppress(PgError):
+        await coro  # type: ignore[misc]
+
+
+def _take(s: Session, coro: object) -> None:
+    s.busy = True
+    s.server.spawn(_own(s, coro))
+
+
+async def _own(s: Session, coro: object) -> None:
+    try:
+        await _answers_before(s)
+        await coro  # type: ignore[misc]
+    except Exception:
+        log.exception("session %s: sharded statement", s.key)
+        s.send(PgError("internal error in the gateway's engine", codes.INTERNAL_ERROR
+                       ).to_message() + build_ready_for_query(s.tx_status))
+    finally:
+        if s.state != CLOSED:
+            s._go_on()
+
+
+async def _answers_before(s: Session) -> None:
+    """Statements the client sent before this one are answered first (a client that
+    pipelines an engine statement behind forwarded ones)."""
+    if s.in_flight and s.upstream is not None:
+        s.idle = asyncio.get_running_loop().create_future()
+        s.watch_answers = True  # their answers take the Python path, which sees the last
+        try:
+            await s.idle
+        finally:
+            s.watch_answers = False
+            s.idle = None
+
+
+async def run(s: Session, plan: ShardedPlan, norm: Normalized) -> None:
+    st = s.sharded
+    assert st is not None
+    try:
+        if s.tx_status == _E or s.failed_tx:
+            raise PgError("current transaction is aborted, commands ignored until end of "
+                          "transaction block", codes.IN_FAILED_SQL_TRANSACTION)
+        if plan.error is not None:
+            raise plan.error
+        assert plan.primitive is not None
+        in_tx = s.tx_status == _T
+        if in_tx and st.begin_sql is None:
+            st.begin("BEGIN")
+        implicit = not in_tx and plan.kind == StatementKind.WRITE
+        st.implicit = implicit
+        bind = [p.raw.decode("utf-8", "surrogateescape") for p in norm.params]
+        try:
+            res = await plan.primitive.execute(st, bind)
+        except BaseException:
+            if implicit:
+                with contextlib.suppress(PgError):
+                    await st.finish(False)
+            raise
+        if implicit:
+            await st.finish(True)
+        s.counters.statements += 1
+        out = [build_message(_N, n) for n in res.notices]
+        out.append(res.to_messages())
+        out.append(build_ready_for_query(s.tx_status))
+        s.send(b"".join(out))
+    except PgError as e:
+        await _fail(s, e)
+
+
+async def _fail(s: Session, err: PgError) -> None:
+    """An error for the client's statement; inside a transaction, the transaction fails."""
+    st = s.sharded
+    assert st is not None
+    if s.tx_status != _T:
+        s.send(err.to_message() + build_ready_for_query(s.tx_status))
+        return
+    # Postgres aborts the whole transaction at an error: roll back every shard and the
+    # unsharded tablegroup now; the client is in a failed transaction until it ends it
+    # (the session answers 25P02, then its ROLLBACK or COMMIT, locally).
+    st.failed = True
+    with contextlib.suppress(PgError):
+        await st.finish(False)
+    _rollback_upstream(s)
+    s.failed_tx = True
+    s.send(err.to_message() + build_ready_for_query(_E))
+
+
+async def end_transaction(s: Session, msg: bytes, commit: bool) -> None:
+    st = s.sharded
+    assert st is not None
+    failed = s.tx_status == _E
+    try:
+        await st.finish(commit and not failed)
+    except PgError as e:
+        # Some shards committed, others did not: roll back the unsharded tablegroup too and
+        # tell the client which.
+        _rollback_upstream(s, then=e.to_message() + build_ready_for_query(_I))
+        return
+    up = s.upstream
+    if up is None:
+        s.send(build_command_complete("ROLLBACK" if failed or not commit else "COMMIT")
+               + build_ready_for_query(_I))
+        return
+    # The unsharded tablegroup last, with the client's own statement: its answer is theirs.
+    s.in_flight += 1
+    up.write(msg)
+
+
+def _rollback_upstream(s: Session, then: bytes = b"") -> None:
+    """Roll back the unsharded tablegroup's transaction; its answer is the session's own
+    (``divert``), and ``then`` goes to the client after it."""
+    up = s.upstream
+    if up is None:
+        if then:
+            s.send(then)
+        return
+    s.divert = True
+    s.divert_then = then
+    s.in_flight += 1
+    up.write(build_query("ROLLBACK"))
+
+
+def _set_mode(s: Session, sql: bytes) -> bool:
+    st = s.sharded
+    assert st is not None
+    words = sql.decode("utf-8", "replace").replace("=", " ").replace("'", " ").split()
+    low = [w.lower() for w in words]
+    if low[:1] == ["set"] and len(low) >= 3 and low[-1] in (MULTI, SINGLE):
+        if st.touched and low[-1] != st.mode:
+            err = PgError("the transaction mode cannot change inside a transaction that "
+                          "touched shards", codes.ACTIVE_SQL_TRANSACTION)
+            s.send(err.to_message() + build_ready_for_query(s.tx_status))
+            return True
+        st.mode = low[-1]
+        s.send(build_command_complete("SET") + build_ready_for_query(s.tx_status))
+        return True
+    if low[:1] == ["show"]:
+        s.send(_show(st.mode) + build_ready_for_query(s.tx_status))
+        return True
+    err = PgError("multigres.transaction_mode is multi or single",
+                  codes.INVALID_PARAMETER_VALUE)
+    s.send(err.to_message() + build_ready_for_query(s.tx_status))
+    return True
+
+
+def _show(value: str) -> bytes:
+    from multigres.gateway.engine.result import Field, Result
+
+    row = b"\x00\x01" + len(value).to_bytes(4, "big") + value.encode()
+    return Result([Field("multigres.transaction_mode", 25)], [row], b"SHOW").to_messages()
