@@ -103,6 +103,11 @@ cdef class SortSpec:
 # key, 1 after. A row too short for the keys raises ProtocolError.
 cdef int compare_rows(RowView a, RowView b, SortSpec spec) except -2
 
+# A key (bytes) equal for two rows exactly when compare_rows finds them tied: for hashing
+# GROUP BY and DISTINCT ('1.0' and '1.00', 0 and -0, the same instant in two offsets, '1 mon'
+# and '30 days' are one group, as in Postgres). Only the key's columns and types matter.
+cdef bytes group_key(RowView row, SortSpec spec)
+
 
 # Aggregate kinds (Python: multigres._cy.pgvalue.AggKind).
 cdef enum AggKindC:

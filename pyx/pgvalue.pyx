@@ -25,15 +25,23 @@ text comparisons. A text in another format raises ``ValueFormatError`` (SQLSTATE
 never a wrong order; a type without support raises ``UnsupportedType`` (SQLSTATE 0A000) when
 the plan is made (``supported_sort_type``, ``supported_aggregate``).
 
-Float sums: the partial sums are added in shard order. Postgres adds the same values in scan
-order, so the last bits can differ from one Postgres's sum over the same rows, exactly as
-they do in Postgres's own parallel aggregation (which combines per-worker partial sums the
-same way). The text of the result is Postgres's: the shortest text that reads back to the
-same float (float4 and float8), in Postgres's layout (``1e+15``, ``0.0001``, ``-0``).
+Floats: the partial sums of sum(float) and avg(float) are added in shard order. Postgres
+adds the same values in scan order, so the last bits can differ from one Postgres's result
+over the same rows, exactly as they do in Postgres's own parallel aggregation (which
+combines per-worker partial sums the same way). Two consequences of the same kind: a sum of
+finite values that overflows in one order may not in another (each raises "value out of
+range: overflow" where its own additions overflow), and Postgres's avg(float) also raises it
+when its internal sum of squares overflows (values beyond about 1e154), which a merge of sums
+and counts cannot see: it returns the average. The texts are Postgres's: the shortest that
+reads back as the same float, never a midpoint (its Ryu), in its layout (``1e+15``,
+``0.0001``, ``-0``).
+
+The C interface (pgvalue.pxd) is what the merge engine calls: ``row_view``/``RowView``,
+``compare_rows`` with a ``SortSpec``, ``group_key``, and per group ``AggSpec.new_state()``
+then ``AggState.add_row``/``add``/``add_count`` and ``final_value``.
 """
 
 cimport cython
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport (
     PyBytes_AS_STRING,
     PyBytes_CheckExact,
@@ -300,6 +308,8 @@ cdef class RowView:
 
     def payload(self) -> bytes:
         """The DataRow payload (``data`` itself when the view covers all of it)."""
+        if self.data is None:
+            raise ValueError("an empty RowView")
         if self.payload_len == PyBytes_GET_SIZE(self.data) and \
                 self.base == <const uchar *>PyBytes_AS_STRING(self.data):
             return self.data

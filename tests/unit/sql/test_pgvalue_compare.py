@@ -626,3 +626,23 @@ def test_float_group_keys() -> None:
     assert value_group_key(OID_FLOAT8, b"NaN") != value_group_key(OID_FLOAT8, b"Infinity")
     assert value_group_key(OID_FLOAT8, None) != value_group_key(OID_FLOAT8, b"0")
     assert value_group_key(OID_TEXT, b"") != value_group_key(OID_TEXT, None)
+
+
+SUPPORTED = [16, 17, 19, 20, 21, 23, 25, 26, 700, 701, 1042, 1043, 1082, 1083, 1114, 1184]
+SUPPORTED += [1186, 1700, 2950]
+# Bytes near the formats (digits, signs, separators, letters of NaN/Infinity/BC) and any byte.
+fuzz_text = st.binary(max_size=40) | st.text(
+    "0123456789-+:. eEBCNaIfinty\\xdaysmon", max_size=40
+).map(str.encode)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(SUPPORTED), fuzz_text, fuzz_text)
+def test_any_text_is_compared_or_refused(oid: int, a: bytes, b: bytes) -> None:
+    try:
+        c = compare(oid, a, b)
+    except ValueFormatError:
+        return
+    assert c in (-1, 0, 1)
+    assert compare(oid, b, a) == -c
+    assert (value_group_key(oid, a) == value_group_key(oid, b)) == (c == 0)
