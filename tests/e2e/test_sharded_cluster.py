@@ -31,6 +31,8 @@ SCHEMA = [
     "CREATE TABLE orders (order_id bigint, customer_id bigint, amount numeric(10,2), "
     "status text, PRIMARY KEY (customer_id, order_id))",
     "CREATE TABLE products (sku text PRIMARY KEY, title text, price numeric(10,2))",
+    # The lookup vindex of customers.email (the VSchema shards it by email).
+    "CREATE TABLE customer_email_idx (email text PRIMARY KEY, keyspace_id bytea)",
 ]
 
 
