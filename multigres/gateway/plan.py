@@ -135,7 +135,7 @@ def build_sharded(norm: Normalized, vschema: VSchema) -> ShardedPlan:
         return ShardedPlan(kind, False, error=e)
     if p.passthrough is not None and p.passthrough == _default_tablegroup(vschema):
         return ShardedPlan(kind, True)
-    return ShardedPlan(kind, False, p.primitive)
+    return ShardedPlan(kind, False, p)  # a planner Plan runs like a primitive
 
 
 def _default_tablegroup(vschema: VSchema) -> str | None:

@@ -706,6 +706,13 @@ class Session(SessionCore):
                 msg = rb.message_bytes()
                 name_end = msg.index(b"\x00", 5)
                 query = msg[name_end + 1:msg.index(b"\x00", name_end + 1)]
+                if self.sharded is not None:
+                    err = sharded_session.parse_error(self, query)
+                    if err is not None:
+                        # Reported at the Sync; the rest of the batch is skipped (as Postgres
+                        # skips after an error).
+                        self.pending_error = err
+                        continue
                 self.server.planner.plan(query, self.database)
                 self._on_parse(query)
                 if msg[5] != 0:  # a named statement: rebuilt on another pooler

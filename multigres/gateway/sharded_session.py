@@ -90,6 +90,24 @@ def query(s: Session, msg: bytes) -> bool:
     return True
 
 
+def parse_error(s: Session, query: bytes) -> PgError | None:
+    """A Parse (extended protocol): statements the engine would run are not supported that
+    way yet; the rest go to the unsharded tablegroup as usual."""
+    try:
+        norm = normalize(query)
+    except ValueError:
+        return None
+    if norm.kind in (StatementKind.TRANSACTION, StatementKind.SESSION):
+        return None
+    vs = s.server.vschemas.current(s.database)
+    if vs is None or s.server.shard_planner.plan(norm, s.database, vs).passthrough:
+        return None
+    return PgError("the extended query protocol is not supported yet for statements on "
+                   "sharded tables", codes.FEATURE_NOT_SUPPORTED,
+                   hint="send the statement with the simple query protocol (psycopg: "
+                        "ClientCursor; JDBC: preferQueryMode=simple)")
+
+
 def replay_setting(s: Session, msg: bytes) -> None:
     """A SET that took on the unsharded tablegroup: the same on every open shard."""
     st = s.sharded
