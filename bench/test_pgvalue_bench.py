@@ -7,7 +7,9 @@ as Postgres sends them in the simple query protocol):
 - k-way merge: ``kway_merge`` of 4 shards x 25,000 framed rows, ORDER BY an int8 column (few
   distinct values, so most comparisons go on) then a text column: the issue's target is
   500,000 rows/s through the merge;
-- the same merge including the framing of every DataRow;
+- the same merge including the framing of every DataRow, from Python and as
+  ``merge_payloads`` does it (payload runs in, payloads out, each head framed in place: the
+  engine's path for ORDER BY ... LIMIT over shards);
 - one row comparison (int8 + text key): a 2-way merge costs one comparison per row, so its
   time per row bounds the cost of a comparison from above (target: well under 1 us);
 - grouped partial aggregation: ``fold_groups`` over 100,000 partial rows (an int8 group key
@@ -44,6 +46,7 @@ from multigres._cy.pgvalue import (
     SortSpec,
     fold_groups,
     kway_merge,
+    merge_payloads,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -122,6 +125,10 @@ def frame_and_merge() -> int:
     return len(kway_merge(SORT, [[RowView(p) for p in shard] for shard in PAYLOADS]))
 
 
+def merge_limit() -> int:
+    return len(merge_payloads(SORT, PAYLOADS, 0, ROWS))
+
+
 def compare_pairs() -> int:
     return len(kway_merge(SORT, PAIR))
 
@@ -149,6 +156,7 @@ WORKLOADS: dict[str, tuple[Callable[[], int], int, int]] = {
     "frame DataRows (RowView from Python)": (frame, ROWS, ROWS),
     "k-way merge, 4 shards, int8 + text key": (merge, ROWS, ROWS),
     "frame + k-way merge, 4 shards": (frame_and_merge, ROWS, ROWS),
+    "merge_payloads (framing in C), 4 shards": (merge_limit, ROWS, ROWS),
     "2-way merge (one comparison per row)": (compare_pairs, 2 * PER_SHARD, 2 * PER_SHARD),
     "grouped count + 2 sums, 1000 groups": (fold, ROWS, ROWS),
     "finals: avg(numeric) + sum(float8)": (finals, FINALS, FINALS),

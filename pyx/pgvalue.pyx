@@ -1070,21 +1070,43 @@ cdef int compare_rows(RowView a, RowView b, SortSpec spec) except -2:
 
 
 def kway_merge(SortSpec spec not None, runs) -> list:
-    """Merge runs of rows, each already in ``spec``'s order (one per shard), into one list in
-    that order; ties keep the order of the runs (a stable merge)."""
-    cdef list lists = [list(r) for r in runs]
-    cdef Py_ssize_t k = len(lists), i, n_live
-    cdef list out
-    cdef Py_ssize_t *pos
-    cdef Py_ssize_t *size
-    cdef Py_ssize_t *heap
-    for i in range(k):
+    """Merge runs of RowViews, each already in ``spec``'s order (one run per shard), into one
+    list in that order; ties keep the order of the runs (a stable merge)."""
+    cdef list lists = [r if type(r) is list else list(r) for r in runs]
+    cdef Py_ssize_t i
+    for i in range(len(lists)):
         # The merge reads rows with unchecked casts: check them once here.
         for row in <list>lists[i]:
             if type(row) is not RowView:
                 raise TypeError(f"kway_merge merges RowView rows, not {type(row).__name__}")
-    out = []
-    if k == 0:
+    return _merge(spec, lists, 0, -1, False)
+
+
+def merge_payloads(SortSpec spec not None, runs, Py_ssize_t offset=0,
+                   Py_ssize_t limit=-1) -> list:
+    """Merge runs of DataRow payloads (bytes, each run in ``spec``'s order: one shard's
+    ``Result.rows``) into the payloads of the merged order, skipping ``offset`` rows and
+    keeping at most ``limit`` (< 0: all): ORDER BY ... OFFSET ... LIMIT over shards. A run's
+    head row is framed in place in one RowView per run, so only rows that reach the head
+    are framed and nothing is copied. Stable: ties keep the order of the runs."""
+    cdef list lists = [r if type(r) is list else list(r) for r in runs]
+    if offset < 0:
+        raise ValueError(f"negative offset {offset}")
+    return _merge(spec, lists, offset, limit, True)
+
+
+cdef list _merge(SortSpec spec, list lists, Py_ssize_t offset, Py_ssize_t limit, bint frame):
+    # A binary heap of run indexes keyed by each run's head row (ties: the lower run first).
+    # heads[i] is run i's head as a RowView: the run's own row, or (frame) a RowView per run
+    # re-framed in place over each next payload.
+    cdef Py_ssize_t k = len(lists), i, n_live = 0, skipped = 0
+    cdef list out = []
+    cdef list heads = [None] * k
+    cdef Py_ssize_t *pos
+    cdef Py_ssize_t *size
+    cdef Py_ssize_t *heap
+    cdef RowView view
+    if k == 0 or limit == 0:
         return out
     pos = <Py_ssize_t *>PyMem_Malloc(3 * k * sizeof(Py_ssize_t))
     if pos == NULL:
@@ -1092,47 +1114,64 @@ def kway_merge(SortSpec spec not None, runs) -> list:
     size = pos + k
     heap = pos + 2 * k
     try:
-        n_live = 0
         for i in range(k):
             pos[i] = 0
             size[i] = len(<list>lists[i])
             if size[i] > 0:
+                if frame:
+                    view = RowView.__new__(RowView)
+                    view.cols = view._inline
+                    heads[i] = view
+                _set_head(heads, lists, i, 0, frame)
                 heap[n_live] = i
                 n_live += 1
-        # A binary heap of run indexes keyed by each run's head row (ties: lower run first).
         for i in range(n_live // 2 - 1, -1, -1):
-            _sift_down(heap, n_live, i, lists, pos, spec)
+            _sift_down(heap, n_live, i, heads, spec)
         while n_live > 0:
             i = heap[0]
-            out.append((<list>lists[i])[pos[i]])
+            if skipped < offset:
+                skipped += 1
+            else:
+                out.append((<list>lists[i])[pos[i]])
+                if limit > 0 and len(out) >= limit:
+                    break
             pos[i] += 1
             if pos[i] == size[i]:
                 n_live -= 1
                 heap[0] = heap[n_live]
+            else:
+                _set_head(heads, lists, i, pos[i], frame)
             if n_live > 0:
-                _sift_down(heap, n_live, 0, lists, pos, spec)
+                _sift_down(heap, n_live, 0, heads, spec)
     finally:
         PyMem_Free(pos)
     return out
 
 
-cdef inline int _run_less(Py_ssize_t x, Py_ssize_t y, list lists, Py_ssize_t *pos,
-                          SortSpec spec) except -2:
-    cdef int c = compare_rows(<RowView>(<list>lists[x])[pos[x]],
-                              <RowView>(<list>lists[y])[pos[y]], spec)
+cdef inline int _set_head(list heads, list lists, Py_ssize_t i, Py_ssize_t j,
+                          bint frame) except -1:
+    if frame:
+        _frame(<RowView>heads[i], (<list>lists[i])[j], 0, -1)
+    else:
+        heads[i] = (<list>lists[i])[j]
+    return 0
+
+
+cdef inline int _head_less(Py_ssize_t x, Py_ssize_t y, list heads, SortSpec spec) except -2:
+    cdef int c = compare_rows(<RowView>heads[x], <RowView>heads[y], spec)
     return c < 0 or (c == 0 and x < y)
 
 
-cdef int _sift_down(Py_ssize_t *heap, Py_ssize_t n, Py_ssize_t i, list lists, Py_ssize_t *pos,
+cdef int _sift_down(Py_ssize_t *heap, Py_ssize_t n, Py_ssize_t i, list heads,
                     SortSpec spec) except -1:
     cdef Py_ssize_t child, tmp
     while True:
         child = 2 * i + 1
         if child >= n:
             return 0
-        if child + 1 < n and _run_less(heap[child + 1], heap[child], lists, pos, spec):
+        if child + 1 < n and _head_less(heap[child + 1], heap[child], heads, spec):
             child += 1
-        if _run_less(heap[child], heap[i], lists, pos, spec):
+        if _head_less(heap[child], heap[i], heads, spec):
             tmp = heap[i]
             heap[i] = heap[child]
             heap[child] = tmp

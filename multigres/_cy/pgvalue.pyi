@@ -95,6 +95,9 @@ class SortSpec:
     def group_key(self, row: RowView) -> bytes: ...
 
 def kway_merge(spec: SortSpec, runs: Iterable[Iterable[RowView]]) -> list[RowView]: ...
+def merge_payloads(
+    spec: SortSpec, runs: Iterable[Iterable[bytes]], offset: int = 0, limit: int = -1
+) -> list[bytes]: ...
 
 class AggKind(enum.IntEnum):
     COUNT = 0

@@ -45,6 +45,7 @@ from multigres.sql.pgtypes import (
     SortSpec,
     compare,
     kway_merge,
+    merge_payloads,
 )
 from multigres.testing.postgres import PgHarness
 
@@ -259,6 +260,12 @@ def test_order_by_matches_postgres(
     merged = kway_merge(spec, runs)
     ranks = [rank_of[row[0] or b""] for row in merged]
     assert ranks == sorted(ranks), [row.values() for row in merged]
+    # ORDER BY ... OFFSET ... LIMIT on the payloads, as the engine merges shard results.
+    offset = data.draw(st.integers(0, n))
+    limit = data.draw(st.integers(-1, n))
+    page = merge_payloads(spec, [[r.payload() for r in run] for run in runs], offset, limit)
+    page_ranks = ranks[offset:] if limit < 0 else ranks[offset : offset + limit]
+    assert [rank_of[RowView(p)[0] or b""] for p in page] == page_ranks
     # Group keys: equal exactly when Postgres ranks the values equal.
     by_rank: dict[int, set[bytes]] = {}
     for r in rows:

@@ -54,6 +54,7 @@ from multigres._cy.pgvalue import (
     compare,
     float_text,
     kway_merge,
+    merge_payloads,
     supported_sort_type,
     value_group_key,
 )
@@ -594,6 +595,13 @@ def test_rows_and_kway_merge(
     assert len(merged) == len(views)
     for a, b in itertools.pairwise(merged):
         assert spec.compare(a, b) <= 0
+    # The same merge on payloads, with OFFSET and LIMIT.
+    payload_runs = [[r.payload() for r in run] for run in runs]
+    all_payloads = [r.payload() for r in merged]
+    assert merge_payloads(spec, payload_runs) == all_payloads
+    for offset, limit in ((0, 1), (1, 3), (len(values), 2), (2, -1), (0, 0)):
+        want = all_payloads[offset:] if limit < 0 else all_payloads[offset : offset + limit]
+        assert merge_payloads(spec, payload_runs, offset, limit) == want
     assert sorted(int(r[0] or b"0") for r in merged) == list(range(len(values)))
 
 
@@ -646,3 +654,18 @@ def test_any_text_is_compared_or_refused(oid: int, a: bytes, b: bytes) -> None:
     assert c in (-1, 0, 1)
     assert compare(oid, b, a) == -c
     assert (value_group_key(oid, a) == value_group_key(oid, b)) == (c == 0)
+
+
+def test_merge_payloads_refuses_bad_rows() -> None:
+    spec = SortSpec([SortKey(0, OID_INT4)])
+    good = datarow([b"1"])
+    with pytest.raises(TypeError):
+        merge_payloads(spec, [[good], [RowView(good)]])  # type: ignore[list-item]
+    with pytest.raises(ProtocolError):
+        merge_payloads(spec, [[good], [good[:-1]]])
+    with pytest.raises(ValueError):
+        merge_payloads(spec, [[good]], -1)
+    with pytest.raises(TypeError):
+        kway_merge(spec, [[good]])  # type: ignore[list-item]
+    assert merge_payloads(spec, []) == []
+    assert merge_payloads(spec, [[], [good]]) == [good]
