@@ -2201,33 +2201,104 @@ cdef class _ArrayAgg(AggState):
 
 
 def fold_groups(rows, SortSpec group_by not None, aggs, agg_columns) -> dict:
-    """Hash-aggregate partial rows: for each group of ``group_by`` (equal as Postgres's GROUP
-    BY finds them), the first row of the group and one AggState per aggregate, with every
-    row's partials (``aggs[i]`` at column ``agg_columns[i]``) folded in, in row order.
-    Returns {group key: (first row, [AggState, ...])}."""
+    """Hash-aggregate partial rows (RowViews, or DataRow payloads as bytes): for each group of
+    ``group_by`` (equal as Postgres's GROUP BY finds them), the first row of the group (a
+    RowView) and one AggState per aggregate, with every row's partials (``aggs[i]`` at column
+    ``agg_columns[i]``) folded in, in row order. Payloads are framed in place in one scratch
+    RowView; only a group's first row gets its own. Returns {group key: (first row,
+    [AggState, ...])}, in the order the groups first appear."""
     cdef dict groups = {}
     cdef tuple specs = tuple(aggs)
     cdef tuple cols = tuple(agg_columns)
     cdef Py_ssize_t na = len(specs), i
     cdef RowView row
+    cdef RowView scratch = RowView.__new__(RowView)
     cdef bytes key
     cdef list states
     cdef object entry
+    scratch.cols = scratch._inline
     if len(cols) != na:
         raise ValueError("one partial column per aggregate")
     for spec in specs:
         if not isinstance(spec, AggSpec):
             raise TypeError("aggs must be AggSpec items")
-    for row in rows:
-        if row is None:
-            raise TypeError("fold_groups folds RowView rows, not None")
+    for item in rows:
+        if type(item) is RowView:
+            row = <RowView>item
+        elif PyBytes_CheckExact(item):
+            _frame(scratch, item, 0, -1)
+            row = scratch
+        else:
+            raise TypeError(f"fold_groups folds RowViews or payloads, not {type(item).__name__}")
         key = group_key(row, group_by)
         entry = groups.get(key)
         if entry is None:
             states = [(<AggSpec>specs[i]).new_state() for i in range(na)]
-            groups[key] = (row, states)
+            groups[key] = (row if row is not scratch else row_view(item, 0, -1), states)
         else:
             states = <list>(<tuple>entry)[1]
         for i in range(na):
             (<AggState>states[i]).add_row(row, <Py_ssize_t>cols[i])
     return groups
+
+
+def sort_rows(SortSpec spec not None, rows) -> list:
+    """Rows (RowViews, or DataRow payloads as bytes) sorted by ``spec``, stable: ORDER BY at
+    the gateway (after a GROUP BY, say). Returns the same items, in order."""
+    cdef list items = list(rows)
+    cdef Py_ssize_t n = len(items), i, width, lo, mid, hi, a, b, t
+    cdef list views
+    cdef Py_ssize_t *idx
+    cdef Py_ssize_t *tmp
+    cdef Py_ssize_t *swap
+    if n < 2:
+        return items
+    views = [None] * n
+    for i in range(n):
+        item = items[i]
+        if type(item) is RowView:
+            views[i] = item
+        elif PyBytes_CheckExact(item):
+            views[i] = row_view(item, 0, -1)
+        else:
+            raise TypeError(f"sort_rows sorts RowViews or payloads, not {type(item).__name__}")
+    idx = <Py_ssize_t *>PyMem_Malloc(2 * n * sizeof(Py_ssize_t))
+    if idx == NULL:
+        raise MemoryError()
+    tmp = idx + n
+    try:
+        for i in range(n):
+            idx[i] = i
+        # Bottom-up merge sort of indexes: stable, n log n comparisons in C.
+        width = 1
+        while width < n:
+            lo = 0
+            while lo < n:
+                mid = min(lo + width, n)
+                hi = min(lo + 2 * width, n)
+                a, b, t = lo, mid, lo
+                while a < mid and b < hi:
+                    if compare_rows(<RowView>views[idx[b]], <RowView>views[idx[a]], spec) < 0:
+                        tmp[t] = idx[b]
+                        b += 1
+                    else:
+                        tmp[t] = idx[a]
+                        a += 1
+                    t += 1
+                while a < mid:
+                    tmp[t] = idx[a]
+                    a += 1
+                    t += 1
+                while b < hi:
+                    tmp[t] = idx[b]
+                    b += 1
+                    t += 1
+                lo = hi
+            swap = idx
+            idx = tmp
+            tmp = swap
+            width *= 2
+        out = [items[idx[i]] for i in range(n)]
+    finally:
+        PyMem_Free(idx if idx < tmp else tmp)
+    return out

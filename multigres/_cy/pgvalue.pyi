@@ -5,7 +5,7 @@ Values are bytes (a column's text as a DataRow carries it), None for SQL NULL.
 
 import enum
 from collections.abc import Iterable, Sequence
-from typing import ClassVar, TypeAlias, final
+from typing import ClassVar, TypeAlias, TypeVar, final
 
 class UnsupportedType(Exception):
     sqlstate: ClassVar[str]
@@ -110,6 +110,8 @@ class AggKind(enum.IntEnum):
     STRING_AGG = 7
     ARRAY_AGG = 8
 
+_Row = TypeVar("_Row", RowView, bytes)
+
 # A partial: a text (None for NULL), or for avg a (sum, count) pair (multigres.sql.pgtypes.Partial).
 _Partial: TypeAlias = bytes | tuple[bytes | None, bytes | None] | None
 
@@ -141,8 +143,9 @@ class AggState:
     def final(self) -> bytes | None: ...
     def partial(self) -> _Partial: ...
 
+def sort_rows(spec: SortSpec, rows: Iterable[_Row]) -> list[_Row]: ...
 def fold_groups(
-    rows: Iterable[RowView],
+    rows: Iterable[RowView | bytes],
     group_by: SortSpec,
     aggs: Sequence[AggSpec],
     agg_columns: Sequence[int],

@@ -368,6 +368,18 @@ def test_fold_groups_from_datarows() -> None:
     }
     with pytest.raises(ProtocolError):
         fold_groups(rows, SortSpec([SortKey(0, OID_NUMERIC)]), specs, [1, 2, 4])
+    # The same from payloads: each group's first row is its own RowView.
+    by_payload = fold_groups(
+        [r.payload() for r in rows], SortSpec([SortKey(0, OID_NUMERIC)]), specs, [1, 2, 3]
+    )
+    assert {f[0]: [s.final() for s in st] for f, st in by_payload.values()} == finals
+    assert [f.values() for f, _ in by_payload.values()] == [
+        rows[0].values(),
+        rows[1].values(),
+        rows[3].values(),
+    ]
+    with pytest.raises(TypeError):
+        fold_groups([None], SortSpec([]), [], [])  # type: ignore[list-item]
 
 
 def test_pgtypes_helpers() -> None:

@@ -55,6 +55,7 @@ from multigres._cy.pgvalue import (
     float_text,
     kway_merge,
     merge_payloads,
+    sort_rows,
     supported_sort_type,
     value_group_key,
 )
@@ -587,6 +588,10 @@ def test_rows_and_kway_merge(
     assert [model_key(values[i], desc1, nf1, desc2, nf2) for i in ours] == [
         model_key(values[i], desc1, nf1, desc2, nf2) for i in expected
     ]
+    # sort_rows: stable like sorted(), on RowViews and on payloads.
+    assert sort_rows(spec, views) == [views[i] for i in ours]
+    payloads = [v.payload() for v in views]
+    assert sort_rows(spec, payloads) == [payloads[i] for i in ours]
     # Split into shards, each sorted; the merge is sorted and stable across shards.
     runs: list[list[RowView]] = [[] for _ in range(shards)]
     for i in expected:
@@ -669,3 +674,18 @@ def test_merge_payloads_refuses_bad_rows() -> None:
         kway_merge(spec, [[good]])  # type: ignore[list-item]
     assert merge_payloads(spec, []) == []
     assert merge_payloads(spec, [[], [good]]) == [good]
+
+
+def test_sort_rows_edges() -> None:
+    spec = SortSpec([SortKey(0, OID_INT4, desc=True)])
+    assert sort_rows(spec, []) == []
+    one = datarow([b"1"])
+    assert sort_rows(spec, [one]) == [one]
+    rows = [datarow([str(i % 7).encode()]) for i in range(100)]
+    assert [int(RowView(r)[0] or b"") for r in sort_rows(spec, rows)] == sorted(
+        (i % 7 for i in range(100)), reverse=True
+    )
+    with pytest.raises(TypeError):
+        sort_rows(spec, [one, None])  # type: ignore[type-var]
+    with pytest.raises(ValueFormatError):
+        sort_rows(spec, [one, datarow([b"x"])])
