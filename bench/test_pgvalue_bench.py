@@ -15,6 +15,8 @@ as Postgres sends them in the simple query protocol):
 - grouped partial aggregation: ``fold_groups`` over 100,000 partial rows (an int8 group key
   with 1,000 groups; count, sum(int4) and sum(numeric) partials): group key, dict lookup and
   three combines per row (target: 1,000,000 partial rows/s);
+- the same from payloads (``fold_groups`` frames them in C: the engine's path);
+- ``sort_rows`` of 10,000 shuffled payloads (ORDER BY at the gateway, after a GROUP BY);
 - final texts: 10,000 groups' avg(numeric) and sum(float8) finals.
 
 ``make test`` runs each once as a test (--benchmark-disable); ``make bench`` times them and
@@ -47,6 +49,7 @@ from multigres._cy.pgvalue import (
     fold_groups,
     kway_merge,
     merge_payloads,
+    sort_rows,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -104,6 +107,9 @@ PARTIALS = [
     )
     for _ in range(ROWS)
 ]
+PARTIAL_PAYLOADS = [r.payload() for r in PARTIALS]
+SORT_INPUT = [p for shard in PAYLOADS for p in shard[:2500]]
+_rng.shuffle(SORT_INPUT)
 GROUP_BY = SortSpec([SortKey(0, OID_INT8)])
 AGGS = [AggSpec(AggKind.COUNT), AggSpec(AggKind.SUM, OID_INT4), AggSpec(AggKind.SUM, OID_NUMERIC)]
 AVG = AggSpec(AggKind.AVG, OID_NUMERIC)
@@ -139,6 +145,16 @@ def fold() -> int:
     return ROWS
 
 
+def fold_payloads() -> int:
+    groups = fold_groups(PARTIAL_PAYLOADS, GROUP_BY, AGGS, [1, 2, 3])
+    assert len(groups) == GROUPS
+    return ROWS
+
+
+def sort() -> int:
+    return len(sort_rows(SORT, SORT_INPUT))
+
+
 def finals() -> int:
     n = 0
     for i in range(FINALS // 2):
@@ -159,6 +175,8 @@ WORKLOADS: dict[str, tuple[Callable[[], int], int, int]] = {
     "merge_payloads (framing in C), 4 shards": (merge_limit, ROWS, ROWS),
     "2-way merge (one comparison per row)": (compare_pairs, 2 * PER_SHARD, 2 * PER_SHARD),
     "grouped count + 2 sums, 1000 groups": (fold, ROWS, ROWS),
+    "the same from payloads (framing in C)": (fold_payloads, ROWS, ROWS),
+    "sort_rows of 10,000 payloads (int8 + text)": (sort, len(SORT_INPUT), len(SORT_INPUT)),
     "finals: avg(numeric) + sum(float8)": (finals, FINALS, FINALS),
 }
 
