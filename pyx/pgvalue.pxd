@@ -147,6 +147,10 @@ cdef class AggState:
     cdef readonly AggSpec spec
     cdef int add(self, const unsigned char *p, Py_ssize_t n) except -1
     cdef int add_count(self, const unsigned char *p, Py_ssize_t n) except -1
+    # Fold in one input value instead of a partial (the transition function: count counts
+    # it, avg adds it and counts it, array_agg quotes it as an element, NULL included): for
+    # aggregates the gateway computes from rows itself, DISTINCT ones.
+    cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1
     # Fold the partial at ``column`` of a row (and column + 1, the count, for avg).
     cdef int add_row(self, RowView row, Py_ssize_t column) except -1
     cdef object final_value(self)

@@ -1806,6 +1806,10 @@ cdef class AggState:
     cdef int add_count(self, const unsigned char *p, Py_ssize_t n) except -1:
         raise TypeError(f"{AggKind(self.spec.kind).name.lower()} takes one partial column")
 
+    cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1:
+        # For most aggregates a value is its own partial (a sum of one, a min of one, ...).
+        return self.add(p, n)
+
     cdef int add_row(self, RowView row, Py_ssize_t column) except -1:
         cdef Py_ssize_t need = column + (2 if self.spec.impl == IMPL_AVG_NUMERIC
                                          or self.spec.impl == IMPL_AVG_FLOAT else 1)
@@ -1827,6 +1831,11 @@ cdef class AggState:
     def combine(self, partial) -> None:
         """Fold in one partial: text (None for NULL), or a (sum, count) pair for avg."""
         _add_partial(self, partial)
+
+    def combine_input(self, value: bytes | None) -> None:
+        """Fold in one input value (not a partial), as the aggregate's transition function
+        does: for aggregates the gateway computes from rows itself (DISTINCT ones)."""
+        _add_value_input(self, value)
 
     def combine_row(self, RowView row not None, column: int) -> None:
         """Fold in the partial at ``column`` of a row (and column + 1, the count, for avg)."""
@@ -1861,6 +1870,14 @@ cdef int _add_value(AggState st, object value, bint count) except -1:
     return st.add(p, n)
 
 
+cdef int _add_value_input(AggState st, object value) except -1:
+    cdef Py_ssize_t n = -1
+    cdef const uchar *p = NULL
+    if value is not None:
+        p = _bytes_ptr(value, &n)
+    return st.add_input(p, n)
+
+
 cdef int _overflow(str what) except -1:
     raise ValueOutOfRange(what)
 
@@ -1879,6 +1896,15 @@ cdef class _IntSum(AggState):
             return _bad_value(TC_INT, p, n)
         if mg_add_i64(self.total, v, &self.total):
             return _overflow("bigint out of range")
+        self.seen = True
+        return 0
+
+    cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1:
+        if self.spec.impl != IMPL_COUNT:
+            return self.add(p, n)
+        if n >= 0:             # count(x): the non-NULL values (int8inc_any)
+            if mg_add_i64(self.total, 1, &self.total):
+                return _overflow("bigint out of range")
         self.seen = True
         return 0
 
@@ -2009,13 +2035,18 @@ cdef class _FloatSum(AggState):
         else:
             if _parse_float(p, n, &v) < 0:
                 return _bad_value(TC_FLOAT, p, n)
-            if not self.seen:
-                self.total = v
-            else:
-                if isinf(self.total + v) and not isinf(self.total) and not isinf(v):
-                    return _overflow("value out of range: overflow")
-                self.total = self.total + v
+            return self.add_double(v)
         self.seen = True
+        return 0
+
+    cdef int add_double(self, double v) except -1:
+        if not self.seen:
+            self.total = v
+            self.seen = True
+        else:
+            if isinf(self.total + v) and not isinf(self.total) and not isinf(v):
+                return _overflow("value out of range: overflow")
+            self.total = self.total + v
         return 0
 
     cdef object final_value(self):
@@ -2075,6 +2106,14 @@ cdef class _AvgNumeric(AggState):
             return _overflow("bigint out of range")
         return 0
 
+    cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1:
+        if n < 0:
+            return 0
+        self.sum.add(p, n)
+        if mg_add_i64(self.count, 1, &self.count):
+            return _overflow("bigint out of range")
+        return 0
+
     cdef object final_value(self):
         # int8_avg / numeric_poly_avg / numeric_avg: NULL without rows, NaN and the
         # infinities as the sum has them, else numeric_div(sum, count).
@@ -2104,6 +2143,21 @@ cdef class _AvgFloat(AggState):
         if _parse_i64(p, n, &v) < 0:
             return _bad_value(TC_INT, p, n)
         if mg_add_i64(self.count, v, &self.count):
+            return _overflow("bigint out of range")
+        return 0
+
+    cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1:
+        # float4_accum/float8_accum: Sx += the value as a double (a float4 widened exactly).
+        cdef float fv
+        if n < 0:
+            return 0
+        if self.spec.input_oid == OID_FLOAT4:
+            if _parse_float4(p, n, &fv) < 0:
+                return _bad_value(TC_FLOAT, p, n)
+            self.sum.add_double(<double>fv)
+        else:
+            self.sum.add(p, n)
+        if mg_add_i64(self.count, 1, &self.count):
             return _overflow("bigint out of range")
         return 0
 
@@ -2194,10 +2248,51 @@ cdef class _ArrayAgg(AggState):
             self.buf += PyBytes_FromStringAndSize(<const char *>p + 1, n - 1)
         return 0
 
+    cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1:
+        # One element (NULL included, as array_agg keeps them), quoted as array_out does.
+        if self.buf is None:
+            self.buf = bytearray(b"{")
+        else:
+            self.buf[len(self.buf) - 1] = 44        # '}' -> ','
+        if n < 0:
+            self.buf += b"NULL"
+        else:
+            _append_array_element(self.buf, p, n)
+        self.buf.append(125)                        # '}'
+        return 0
+
     cdef object final_value(self):
         if self.buf is None:
             return None
         return bytes(self.buf)
+
+
+cdef int _append_array_element(bytearray out, const uchar *p, Py_ssize_t n) except -1:
+    """array_out's element text: in double quotes when empty, NULL (any case), or holding a
+    brace, the ',' delimiter, a quote, a backslash or white space; quotes and backslashes
+    escaped with a backslash."""
+    cdef Py_ssize_t i
+    cdef uchar ch
+    cdef bint quote = n == 0 or (n == 4 and (p[0] | 32) == b'n' and (p[1] | 32) == b'u'
+                                 and (p[2] | 32) == b'l' and (p[3] | 32) == b'l')
+    for i in range(n):
+        ch = p[i]
+        if ch == b'{' or ch == b'}' or ch == b',' or ch == b'"' or ch == b'\\' \
+                or ch == b' ' or ch == b'\t' or ch == b'\n' or ch == b'\r' or ch == 11 \
+                or ch == 12:
+            quote = True
+            break
+    if not quote:
+        out += PyBytes_FromStringAndSize(<const char *>p, n)
+        return 0
+    out.append(34)
+    for i in range(n):
+        ch = p[i]
+        if ch == b'"' or ch == b'\\':
+            out.append(92)
+        out.append(ch)
+    out.append(34)
+    return 0
 
 
 def fold_groups(rows, SortSpec group_by not None, aggs, agg_columns) -> dict:

@@ -399,6 +399,37 @@ def test_aggregates_match_postgres(
         assert got == want, (values, partials)
 
 
+@pytest.mark.parametrize(("kind", "typ"), AGG_CASES)
+@settings(max_examples=EXAMPLES // 4, deadline=None, database=None)
+@given(data=st.data())
+def test_aggregates_of_inputs_match_postgres(
+    conn: psycopg.Connection[Any], kind: str, typ: str, data: st.DataObject
+) -> None:
+    """The transition path (``combine_input``: the gateway aggregating rows itself, as for
+    DISTINCT aggregates): every value in scan order gives Postgres's text exactly, floats
+    too (the same additions in the same order), array_agg quoting each element."""
+    oid = TYPES[typ][0]
+    values = data.draw(st.lists(st.none() | agg_values(typ, kind), max_size=20))
+    set_zone(conn, data.draw(st.sampled_from(ZONES)))
+    delim_sql, delim_bytes = "NULL", None
+    if kind == "string_agg":
+        delim_bytes = data.draw(st.sampled_from([b",", b"", b" | ", None]))
+        if delim_bytes is not None:
+            delim_sql = (
+                f"'\\x{delim_bytes.hex()}'::bytea"
+                if typ == "bytea"
+                else f"'{delim_bytes.decode()}'"
+            )
+    whole = f"string_agg(v, {delim_sql})" if kind == "string_agg" else f"{kind}(v)"
+    source = f"(SELECT i, s::{typ} AS v FROM unnest(%s::text[]) WITH ORDINALITY AS u(s, i)) t"
+    (row,) = raw_rows(conn, f"SELECT {whole} FROM {source}", [values])
+    texts = [r[0] for r in raw_rows(conn, f"SELECT v FROM {source} ORDER BY i", [values])]
+    state = pgtypes.aggregate(kind, oid, delim_bytes).state()
+    for text in texts:
+        state.combine_input(text)
+    assert state.final() == row[0], (values, texts)
+
+
 def postgres_float_combination(
     conn: psycopg.Connection[Any], kind: str, typ: str, partials: list[bytes | None], width: int
 ) -> bytes | None:

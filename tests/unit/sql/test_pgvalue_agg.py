@@ -407,3 +407,30 @@ def test_pgtypes_helpers() -> None:
     )
     assert len(problems) == 4 and "DateStyle" in problems[0]
     assert OID_FLOAT4 != OID_FLOAT8
+
+
+def test_inputs_instead_of_partials() -> None:
+    def fold_inputs(spec: AggSpec, values: Sequence[bytes | None]) -> bytes | None:
+        state = spec.state()
+        for v in values:
+            state.combine_input(v)
+        return state.final()
+
+    assert fold_inputs(AggSpec(AggKind.COUNT), [b"x", None, b""]) == b"2"
+    assert fold_inputs(AggSpec(AggKind.COUNT), []) == b"0"
+    assert fold_inputs(AggSpec(AggKind.SUM, OID_INT4), [b"1", None, b"-3"]) == b"-2"
+    assert fold_inputs(AggSpec(AggKind.AVG, OID_INT4), [b"1", None, b"2", b"2"]) == (
+        b"1.6666666666666667"
+    )
+    # avg(real) adds each value widened to double: 0.1f is 0.100000001490116...
+    assert fold_inputs(AggSpec(AggKind.AVG, OID_FLOAT4), [b"0.1", b"0.2"]) == (
+        b"0.15000000223517418"
+    )
+    assert fold_inputs(AggSpec(AggKind.MAX, OID_TEXT), [b"a", None, b"b"]) == b"b"
+    # array_agg keeps NULLs and quotes elements as array_out does.
+    elements = [b"a", None, b"NULL", b"", b"a b", b'q"t', b"b\\s", b"{x}", b"null", b"1,2"]
+    assert fold_inputs(AggSpec(AggKind.ARRAY_AGG, OID_TEXT), elements) == (
+        b'{a,NULL,"NULL","","a b","q\\"t","b\\\\s","{x}","null","1,2"}'
+    )
+    assert fold_inputs(AggSpec(AggKind.ARRAY_AGG, OID_BYTEA), [b"\\x01"]) == b'{"\\\\x01"}'
+    assert fold_inputs(AggSpec(AggKind.ARRAY_AGG, OID_INT4), [None]) == b"{NULL}"
