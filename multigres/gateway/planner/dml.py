@@ -277,7 +277,7 @@ def _plan_values(
         Template(suffix),
         tuple(vindexes),
         tuple(generated),
-        dict(vs.sequences) if any(g.kind is ValueKind.NEXTVAL for g in generated) else None,
+        dict(vs.sequences) if generated else None,
     )
     return Plan(ins, sql, param_count, slots, kind="insert")
 
