@@ -121,15 +121,14 @@ def run_raw(conn: psycopg.Connection[Any], sql: str) -> Result:
     res = conn.pgconn.exec_(sql.encode())
     status = res.status
     if status not in (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK):
-        fields = {
+        raise PgError.from_fields({
             "C": (res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) or b"XX000").decode(),
             "M": (res.error_field(psycopg.pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode(),
-        }
-        raise PgError.from_fields(fields)
-    fields = None
+        })
+    fields: list[Field] | None = None
     rows = []
     if status == psycopg.pq.ExecStatus.TUPLES_OK:
-        fields = [Field(res.fname(i).decode(), res.ftype(i)) for i in range(res.nfields)]
+        fields = [Field((res.fname(i) or b"").decode(), res.ftype(i)) for i in range(res.nfields)]
         for r in range(res.ntuples):
             rows.append(build_datarow([res.get_value(r, c) for c in range(res.nfields)]))
     return Result(fields=fields, rows=rows, tag=res.command_status or b"")
