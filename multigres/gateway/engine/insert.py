@@ -37,6 +37,7 @@ from multigres.gateway.engine.result import Result
 from multigres.gateway.engine.sequence import allocator_of, sequence_name_of
 from multigres.gateway.engine.vcursor import ShardQuery, VCursor
 from multigres.gateway.planner.templates import Template
+from multigres.vschema.errors import VindexError
 from multigres.vschema.model import ColumnVindex, SequenceDef
 from multigres.vschema.vindexes import FunctionalVindex, LookupVindex, MulticolVindex
 from multigres.wire import sqlstate as codes
@@ -224,7 +225,27 @@ class Insert:
 async def map_rows(
     lc: LookupCursor, cv: ColumnVindex, rows: list[list[Any]]
 ) -> list[bytes | None]:
-    """The keyspace id of each row's values of a unique vindex (None: NULL, or no row)."""
+    """The keyspace id of each row's values of a unique vindex (None: NULL, or no row). A
+    value the vindex cannot read is refused (0A000): Postgres might cast it into the column
+    (1.5 rounds into a bigint), but the gateway will not guess its shard."""
+    try:
+        return await _map_rows(lc, cv, rows)
+    except VindexError as e:
+        raise vindex_refusal(cv, e) from None
+
+
+def vindex_refusal(cv: ColumnVindex, e: VindexError) -> PgError:
+    return PgError(
+        f"a value of column {', '.join(cv.columns)} cannot be placed: {e}",
+        codes.FEATURE_NOT_SUPPORTED,
+        hint="give the sharding column a value of its own type (an integer for a hash "
+        "vindex)",
+    )
+
+
+async def _map_rows(
+    lc: LookupCursor, cv: ColumnVindex, rows: list[list[Any]]
+) -> list[bytes | None]:
     v = cv.vindex
     if isinstance(v, MulticolVindex):
         return v.map_rows(rows)
@@ -248,14 +269,17 @@ async def verify(
     sub_rows = [rows[i] for i in idx]
     sub_ids = [ksids[i] for i in idx]
     v = cv.vindex
-    if isinstance(v, MulticolVindex):
-        ok = v.verify_rows(sub_rows, sub_ids)
-    elif isinstance(v, FunctionalVindex):
-        ok = v.verify([r[0] for r in sub_rows], sub_ids)
-    elif isinstance(v, LookupVindex):
-        ok = await v.verify(lc, [r[0] for r in sub_rows], sub_ids)
-    else:  # pragma: no cover - every vindex kind is one of the above
-        ok = [False] * len(idx)
+    try:
+        if isinstance(v, MulticolVindex):
+            ok = v.verify_rows(sub_rows, sub_ids)
+        elif isinstance(v, FunctionalVindex):
+            ok = v.verify([r[0] for r in sub_rows], sub_ids)
+        elif isinstance(v, LookupVindex):
+            ok = await v.verify(lc, [r[0] for r in sub_rows], sub_ids)
+        else:  # pragma: no cover - every vindex kind is one of the above
+            ok = [False] * len(idx)
+    except VindexError as e:
+        raise vindex_refusal(cv, e) from None
     bad = [sub_rows[i] for i, good in enumerate(ok) if not good]
     if bad:
         shown = ", ".join(repr(r[0] if len(r) == 1 else tuple(r)) for r in bad[:5])

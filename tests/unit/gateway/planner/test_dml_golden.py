@@ -67,7 +67,7 @@ def _answer(sql: str) -> Result:
     if verb == "INSERT":
         return Result(tag=b"INSERT 0 0")
     if verb in ("UPDATE", "DELETE"):
-        fields = [] if " RETURNING " in sql else None
+        fields: list[Field] | None = [] if " RETURNING " in sql else None
         return Result(fields=fields, tag=verb.encode() + b" 0")
     return Result(tag=" ".join(sql.split()[:2]).upper().encode())
 
