@@ -21,6 +21,7 @@ from multigres.admin import http
 from multigres.gateway import stats
 from multigres.gateway.config import GatewayConfig
 from multigres.gateway.discovery import Discovery
+from multigres.gateway.engine.sequence import SequenceAllocator
 from multigres.gateway.metrics import GatewayHttp
 from multigres.gateway.plan import Planner, ShardedPlanner
 from multigres.gateway.secrets import UserSecrets
@@ -89,6 +90,7 @@ class GatewayServer:
         # Sharded databases: their VSchemas (watched), and their plans.
         self.shard_planner = ShardedPlanner(config.plan_cache_size)
         self.vschemas = VSchemas(self.topo, self._vschema_changed)
+        self._sequences: dict[str, SequenceAllocator] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.relay: Relay
         self.sock: socket.socket | None = None
@@ -145,6 +147,13 @@ class GatewayServer:
         await self.vschemas.close()
         await self.discovery.close()
         await self.topo.close()
+
+    def sequence_allocator(self, database: str) -> SequenceAllocator:
+        """The allocator of the database's sequences, shared by its sessions."""
+        alloc = self._sequences.get(database)
+        if alloc is None:
+            alloc = self._sequences[database] = SequenceAllocator()
+        return alloc
 
     def _vschema_changed(self, database: str) -> None:
         # Plans depend on the VSchema: drop them all (changes are rare). Sessions of the

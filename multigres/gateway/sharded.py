@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from multigres.gateway.engine.result import Result
+from multigres.gateway.engine.sequence import SequenceAllocator
 from multigres.gateway.engine.vcursor import ShardQuery
 from multigres.gateway.shardconn import ShardConn
 from multigres.gateway.upstream import Upstream
@@ -39,14 +40,33 @@ from multigres.wire.errors import PgError
 OpenShard = Callable[[str, str], Awaitable[Upstream]]
 # The serving shard names of a tablegroup.
 ShardNames = Callable[[str], list[str]]
+# The session's own connection to the unsharded tablegroup, lent to the engine while it runs a
+# statement (None: the session has none right now), and how to give it back.
+Borrow = Callable[[], Upstream | None]
+GiveBack = Callable[[Upstream], None]
 
 MULTI, SINGLE = "multi", "single"
 
 
 class ShardedState:
-    def __init__(self, open_shard: OpenShard, shard_names: ShardNames) -> None:
+    """The engine's VCursor for one session (and ``sequences``, the gateway's allocator for
+    the database).
+
+    The unsharded tablegroup (``unsharded``: its (tablegroup, "0")) is reached through the
+    session's own pooler connection, lent for the statement (``borrow``): what the engine
+    reads or writes there is in the same transaction as the statements the session forwards
+    there, as on one Postgres."""
+
+    def __init__(self, open_shard: OpenShard, shard_names: ShardNames,
+                 sequences: SequenceAllocator, unsharded: tuple[str, str] | None = None,
+                 borrow: Borrow | None = None, give_back: GiveBack | None = None) -> None:
         self._open = open_shard
         self._names = shard_names
+        self.sequences = sequences
+        self.unsharded = unsharded
+        self._borrow = borrow
+        self._give_back = give_back
+        self._lent: ShardConn | None = None
         self.conns: dict[tuple[str, str], ShardConn] = {}
         self._opening: dict[tuple[str, str], asyncio.Future[ShardConn]] = {}
         self._maps: dict[tuple[str, ...], ShardMap] = {}
@@ -85,7 +105,9 @@ class ShardedState:
         async def run(key: tuple[str, str], idx: list[int]) -> None:
             try:
                 conn = await self._conn(key)
-                if self._in_tx() and not conn.in_tx:
+                if conn is self._lent and self.begin_sql is not None:
+                    pass  # the session's own connection: already in the client's transaction
+                elif self._in_tx() and not conn.in_tx:
                     await conn.query(self.begin_sql or "BEGIN")
                     conn.in_tx = True
                     self.touched.append(key)
@@ -119,7 +141,7 @@ class ShardedState:
         commit = commit and not failed
         done: list[tuple[str, str]] = []
         for i, key in enumerate(touched):
-            conn = self.conns.get(key)
+            conn = self._lent if key == self.unsharded and self._lent else self.conns.get(key)
             if conn is None or not conn.in_tx:
                 continue
             conn.in_tx = False
@@ -132,9 +154,10 @@ class ShardedState:
             try:
                 await conn.query("COMMIT")
             except PgError as e:
-                rest = [k for k in touched[i + 1:] if k in self.conns]
+                rest = [k for k in touched[i + 1:]
+                        if k in self.conns or (k == self.unsharded and self._lent)]
                 for k in rest:
-                    c = self.conns[k]
+                    c = self._lent if k == self.unsharded and self._lent else self.conns[k]
                     c.in_tx = False
                     try:
                         await c.query("ROLLBACK")
@@ -149,6 +172,12 @@ class ShardedState:
                            "commit across shards needs two-phase commit") from None
             done.append(key)
 
+    def give_back(self) -> None:
+        """The statement is done: the session takes its connection back."""
+        lent, self._lent = self._lent, None
+        if lent is not None and self._give_back is not None:
+            self._give_back(lent.up)
+
     def close(self) -> None:
         for conn in self.conns.values():
             conn.close()
@@ -157,6 +186,14 @@ class ShardedState:
     # -- connections ----------------------------------------------------------------------------
 
     async def _conn(self, key: tuple[str, str]) -> ShardConn:
+        if key == self.unsharded and self._borrow is not None:
+            if self._lent is None or self._lent.closed:
+                up = self._borrow()
+                if up is None:
+                    raise PgError("the session has no connection to the unsharded tablegroup "
+                                  "right now", codes.CONNECTION_FAILURE)
+                self._lent = ShardConn(up, *key)
+            return self._lent
         conn = self.conns.get(key)
         if conn is not None and not conn.closed:
             return conn

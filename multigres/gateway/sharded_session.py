@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from multigres._cy.buffer import build_message
 from multigres._cy.gatecore import CLOSED
+from multigres.gateway.discovery import UNSHARDED
 from multigres.gateway.plan import ShardedPlan
 from multigres.gateway.sharded import MULTI, SINGLE, ShardedState
 from multigres.sql.normalize import Normalized, StatementKind, TxVerb, normalize
@@ -38,11 +39,28 @@ def enter(s: Session) -> None:
     """The session's database is sharded (at login, or after a VSchema change)."""
     server = s.server
     db = s.database
-    s.sharded = ShardedState(lambda tg, shard: open_shard(s, tg, shard),
-                             lambda tg: server.discovery.shard_names(db, tg))
+    vs = server.vschemas.current(db)
+    default = vs.default_tablegroup if vs is not None else None
+    s.sharded = ShardedState(
+        lambda tg, shard: open_shard(s, tg, shard),
+        lambda tg: server.discovery.shard_names(db, tg),
+        server.sequence_allocator(db),
+        unsharded=None if default is None else (default.name, UNSHARDED),
+        borrow=lambda: s.upstream if s.upstream is not None and not s.upstream.closed else None,
+        give_back=lambda up: _give_back(s, up))
     # The C fast path forwards only what this cache holds: the statements that run
     # unchanged on the unsharded tablegroup.
     s.plans = server.shard_planner.passthrough
+
+
+def _give_back(s: Session, up: Upstream) -> None:
+    """The engine is done with the session's connection to the unsharded tablegroup."""
+    if up is not s.upstream:
+        return
+    if up.closed:
+        s.upstream_lost(up, None)
+    else:
+        s._attach(up)
 
 
 async def open_shard(s: Session, tablegroup: str, shard: str) -> Upstream:
@@ -137,6 +155,8 @@ async def _own(s: Session, coro: object) -> None:
         s.send(PgError("internal error in the gateway's engine", codes.INTERNAL_ERROR
                        ).to_message() + build_ready_for_query(s.tx_status))
     finally:
+        if s.sharded is not None:
+            s.sharded.give_back()
         if s.state != CLOSED:
             s._go_on()
 
