@@ -25,6 +25,7 @@ miss.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,9 @@ from multigres.vschema.shardmap import ShardMap
 from multigres.vschema.vindexes.base import Destination, FunctionalVindex, Vindex
 from multigres.vschema.vindexes.lookup import LookupVindex
 from multigres.wire.errors import PgError
+
+# A typed literal the gateway wrote (engine.literals): the cast does not change routing.
+_TYPED = re.compile(r"(?s)^('(?:[^']|'')*'|NULL)::[A-Za-z0-9_\[\]\" ]+$")
 
 
 class Opcode(enum.Enum):
@@ -74,8 +78,12 @@ class Value:
 
     def decoded(self, bind: Sequence[str]) -> object:
         """The value a vindex reads; Undecodable when routing cannot read it."""
+        text = bind[self.param - 1] if self.param else self.const
+        m = _TYPED.match(text)
+        if m is not None:  # a value the gateway bound: '<text>'::type or NULL::type
+            text = m.group(1)
         try:
-            bv = bindvalues.decode(bind[self.param - 1] if self.param else self.const)
+            bv = bindvalues.decode(text)
             if self.negate:
                 bv = bindvalues.negate(bv)
         except PgError as e:
@@ -137,6 +145,9 @@ class Route:
     shard: str = ""  # Shard
     limit: LimitSlot | None = None
     comment: str = ""  # what the planner wants a reader of the plan to know
+    # The statement is right only on exactly one shard (the inner side of a LEFT JOIN):
+    # a value that routes to several shards is refused rather than answered twice.
+    one_shard: bool = False
     _empty: list[str] = field(default_factory=list, repr=False)
 
     # -- execution ------------------------------------------------------------------------------
@@ -151,6 +162,12 @@ class Route:
     async def queries(self, vc: VCursor, bind: Sequence[str]) -> list[ShardQuery]:
         """The SQL each shard gets for these bind values."""
         targets = await self._targets(vc, bind)
+        if self.one_shard and len(targets) > 1:
+            raise PgError(
+                "unsupported on a sharded database: a LEFT JOIN whose right side is not on "
+                "one shard for a row of its left side",
+                "0A000",
+            )
         out = []
         for shard, overrides in targets:
             b = bind
@@ -230,9 +247,7 @@ class Route:
             except NotAnArray:
                 return [(s, {}) for s in smap.names]
             texts = elems
-            values: list[object] = []
-            for e in elems:
-                values.append(None if e is None else _array_elem_value(e))
+            values: list[object] = list(elems)
         else:
             texts = [v.sql(bind) for v in self.values]
             values = []
@@ -289,6 +304,8 @@ class Route:
             d["array"] = True
         if self.shard:
             d["shard"] = self.shard
+        if self.one_shard:
+            d["one_shard"] = True
         if self.limit is not None:
             d["limit"] = {
                 "slot": f"${self.limit.slot}",
@@ -302,13 +319,6 @@ class Route:
 
 
 _EVERYWHERE: Any = object()
-
-
-def _array_elem_value(text: str) -> object:
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def concat(results: Sequence[Result]) -> Result:
