@@ -27,16 +27,15 @@ from typing import Any
 import grpc
 
 from multigres._cy.gatecore import GateCounters
+from multigres.gateway.follow import RETRY_MAX, RETRY_MIN, follow
 from multigres.rpc.pooler_client import PoolerClient
 from multigres.topo.errors import TopoError
 from multigres.topo.records import Pooler, ServingState, Shard
-from multigres.topo.server import TopoServer
+from multigres.topo.server import RecordChange, TopoServer
 
 UNSHARDED = "0"  # the shard name of an unsharded tablegroup
 log = logging.getLogger("multigres.gateway")
 
-RETRY_MIN = 0.2
-RETRY_MAX = 2.0
 
 
 @dataclass
@@ -212,26 +211,18 @@ class Discovery:
     # -- topology watch ---------------------------------------------------------------------
 
     async def _watch_cell(self, cell: str, ready: asyncio.Event) -> None:
-        delay = RETRY_MIN
-        while not self.closed:
-            try:
-                async with self.topo.watch_poolers(cell) as watch:
-                    seen = {c.name for c in watch.initial}
-                    for key in [k for k in self.poolers if k[0] == cell and k[1] not in seen]:
-                        await self._remove(key)
-                    for change in watch.initial:
-                        await self._apply(cell, change.name, change.record)
-                    ready.set()
-                    delay = RETRY_MIN
-                    async for change in watch:
-                        await self._apply(cell, change.name, change.record)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the topology went away: keep what we know, retry
-                log.warning("watching poolers of cell %s: %s; retrying", cell, e)
-            ready.set()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+        async def initial(changes: list[RecordChange[Pooler]]) -> None:
+            seen = {c.name for c in changes}
+            for key in [k for k in self.poolers if k[0] == cell and k[1] not in seen]:
+                await self._remove(key)
+            for change in changes:
+                await self._apply(cell, change.name, change.record)
+
+        async def changed(change: RecordChange[Pooler]) -> None:
+            await self._apply(cell, change.name, change.record)
+
+        await follow(f"poolers of cell {cell}", lambda: self.topo.watch_poolers(cell),
+                     initial, changed, lambda: self.closed, ready)
 
     async def _apply(self, cell: str, name: str, record: Pooler | None) -> None:
         key = (cell, name)
@@ -259,24 +250,19 @@ class Discovery:
 
     async def _watch_shard(self, database: str, tablegroup: str, name: str) -> None:
         key = (database, tablegroup, name)
-        delay = RETRY_MIN
-        while not self.closed:
-            try:
-                async with self.topo.watch_shard(database, tablegroup, name) as watch:
-                    for change in watch.initial:
-                        self.shards[key] = change.record
-                    self._notify()
-                    delay = RETRY_MIN
-                    async for change in watch:
-                        self.shards[key] = change.record
-                        self._notify()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("watching shard %s/%s/%s: %s; retrying", database, tablegroup,
-                            name, e)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+
+        async def initial(changes: list[RecordChange[Shard]]) -> None:
+            for change in changes:
+                self.shards[key] = change.record
+            self._notify()
+
+        async def changed(change: RecordChange[Shard]) -> None:
+            self.shards[key] = change.record
+            self._notify()
+
+        await follow(f"shard {database}/{tablegroup}/{name}",
+                     lambda: self.topo.watch_shard(database, tablegroup, name),
+                     initial, changed, lambda: self.closed)
 
     async def _remove(self, key: tuple[str, str]) -> None:
         st = self.poolers.pop(key, None)

@@ -16,13 +16,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from multigres.topo.server import TopoServer
+from multigres.gateway.follow import follow
+from multigres.topo.records import VSchema as VSchemaRecord
+from multigres.topo.server import RecordChange, TopoServer
 from multigres.vschema.errors import VSchemaError
 from multigres.vschema.model import VSchema
 
 log = logging.getLogger("multigres.gateway")
-
-RETRY_MIN, RETRY_MAX = 0.2, 5.0
 
 
 class VSchemas:
@@ -80,24 +80,14 @@ class VSchemas:
         self.on_change(database)
 
     async def _watch(self, database: str, ready: asyncio.Event) -> None:
-        delay = RETRY_MIN
-        while not self.closed:
-            try:
-                async with self.topo.watch_vschema(database) as watch:
-                    for change in watch.initial:
-                        rec = change.record
-                        self._set(database, None if rec is None else rec.doc,
-                                  None if rec is None else rec.version)
-                    ready.set()
-                    delay = RETRY_MIN
-                    async for change in watch:
-                        rec = change.record
-                        self._set(database, None if rec is None else rec.doc,
-                                  None if rec is None else rec.version)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the topology went away: keep what we know, retry
-                log.warning("watching the vschema of %s: %s; retrying", database, e)
-            ready.set()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+        async def initial(changes: list[RecordChange[VSchemaRecord]]) -> None:
+            for change in changes:
+                await changed(change)
+
+        async def changed(change: RecordChange[VSchemaRecord]) -> None:
+            rec = change.record
+            self._set(database, None if rec is None else rec.doc,
+                      None if rec is None else rec.version)
+
+        await follow(f"the vschema of {database}", lambda: self.topo.watch_vschema(database),
+                     initial, changed, lambda: self.closed, ready)
