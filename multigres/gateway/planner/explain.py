@@ -72,6 +72,9 @@ class Explain:
             raise PgError("multigres.explain() takes a statement as text", "22023")
         norm = normalize(bv.value.encode())
         text = norm.text.decode()
+        if norm.param_base:
+            raise PgError("multigres.explain() takes a statement without $n parameters",
+                          "22023")
         plan = build(text, self.vschema, norm.n_params, self.options)
         inner_bind = [p.raw.decode() for p in norm.params]
         rows = [build_datarow([b"plan", None, json.dumps(plan.describe(), indent=2).encode()])]
