@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 VSCHEMA = ROOT / "examples" / "vschema_sharded.json"
 
+COLS = "(customer_id, email, name, region, score)"
 SCHEMA = [
     "CREATE TABLE customers (customer_id bigint PRIMARY KEY, email text, name text, "
     "region text, score int)",
@@ -124,10 +125,11 @@ def loaded(cluster: Cluster) -> Cluster:
         orders.append(f"({i}, {cust}, {(i * 17) % 1000}.{i % 100:02d}, "
                       f"'{['new', 'paid', 'shipped'][i % 3]}')")
     _both(cluster, [
-        "INSERT INTO customers VALUES " + ", ".join(rows),
-        "INSERT INTO orders VALUES " + ", ".join(orders),
-        "INSERT INTO products VALUES ('a', 'Apple', 1.50), ('b', 'Banana', 0.25), "
-        "('c', 'Cherry', 7.00)",
+        "INSERT INTO customers (customer_id, email, name, region, score) VALUES "
+        + ", ".join(rows),
+        "INSERT INTO orders (order_id, customer_id, amount, status) VALUES " + ", ".join(orders),
+        "INSERT INTO products (sku, title, price) VALUES ('a', 'Apple', 1.50), "
+        "('b', 'Banana', 0.25), ('c', 'Cherry', 7.00)",
     ])
     return cluster
 
@@ -179,20 +181,20 @@ def test_transactions_across_shards(loaded: Cluster) -> None:
     values = ", ".join(f"({i}, 'tx{i}@example.com', 'tx', 'north', 1)" for i in ids)
     with loaded.gateway() as gw:
         gw.execute("BEGIN")
-        gw.execute(f"INSERT INTO customers VALUES {values}")
+        gw.execute(f"INSERT INTO customers {COLS} VALUES {values}")
         inside = gw.execute("SELECT count(*) FROM customers WHERE name = 'tx'").fetchone()
         gw.execute("ROLLBACK")
         assert inside == (4,)
         assert gw.execute("SELECT count(*) FROM customers WHERE name = 'tx'").fetchone() == (0,)
         gw.execute("BEGIN")
-        gw.execute(f"INSERT INTO customers VALUES {values}")
+        gw.execute(f"INSERT INTO customers {COLS} VALUES {values}")
         gw.execute("COMMIT")
         assert gw.execute("SELECT count(*) FROM customers WHERE name = 'tx'").fetchone() == (4,)
         # An error inside the transaction fails it, as on Postgres, and rolls back every shard.
         gw.execute("BEGIN")
         gw.execute("DELETE FROM customers WHERE name = 'tx'")
         with pytest.raises(psycopg.errors.UniqueViolation):
-            gw.execute("INSERT INTO customers VALUES (1, 'dup', 'dup', NULL, 0)")
+            gw.execute(f"INSERT INTO customers {COLS} VALUES (1, 'dup', 'dup', NULL, 0)")
         with pytest.raises(psycopg.errors.InFailedSqlTransaction):
             gw.execute("SELECT 1")
         gw.execute("ROLLBACK")

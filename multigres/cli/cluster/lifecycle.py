@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from multigres.cli.cluster import services, topology
 from multigres.cli.cluster.config import DEFAULT_CONFIG, ClusterConfig, InstancePlan
 from multigres.cli.cluster.config import load as load_config
@@ -119,8 +122,9 @@ def start(paths: ClusterPaths, say: Say = print, local: bool = False) -> Cluster
     started = _Started()
     try:
         _start_etcd(cfg, paths, state, started, say)
+        verifiers: dict[str, str] = {}
         for plans in _instances_by_shard(cfg).values():
-            _start_shard(cfg, paths, bin_dir, plans, state, started, say)
+            _start_shard(cfg, paths, bin_dir, plans, state, started, say, verifiers)
         poolers_running = {
             p.name
             for p in cfg.instances()
@@ -198,8 +202,10 @@ def _start_shard(
     state: ClusterState,
     started: _Started,
     say: Say,
+    verifiers: dict[str, str],
 ) -> None:
-    """Start (or create) one shard's instances: primary first, then replicas, then policy."""
+    """Start (or create) one shard's instances: primary first, then replicas, then policy.
+    ``verifiers``: the superuser's SCRAM verifier per database, from its first shard."""
     insts = {p.name: PgInstance(paths.instance_dir(p.name), bin_dir) for p in plans}
     for p in plans:
         if p.name not in state.instances:
@@ -210,15 +216,18 @@ def _start_shard(
     primaries = [p for p in existing if insts[p.name].spec.upstream is None]
     primary = primaries[0] if primaries else plans[0]
     pinst = insts[primary.name]
+    created = False
     if not pinst.exists():
         say(f"postgres    {primary.name}: initdb (port {primary.port})")
         pinst = PgInstance.create(
             paths.instance_dir(primary.name), _spec(cfg, primary), bin_dir=bin_dir
         )
         insts[primary.name] = pinst
+        created = True
     if not pinst.is_running():
         pinst.start()
         started.instances.append(pinst)
+    _same_verifier(pinst, primary.database, created, verifiers)
     say(f"postgres    {primary.name}  {cfg.pg_listen}:{pinst.spec.port}  primary")
     replicas = [p for p in plans if p.name != primary.name]
     for p in replicas:
@@ -238,6 +247,24 @@ def _start_shard(
     pinst.wait_replicas_streaming([p.name for p in replicas if insts[p.name].spec.upstream])
     if db.num_sync > 0:
         pinst.set_durability(Durability(db.num_sync, [p.name for p in replicas]))
+
+
+def _same_verifier(pinst: PgInstance, database: str, created: bool,
+                   verifiers: dict[str, str]) -> None:
+    """Every primary of a database gets the superuser's SCRAM verifier of its first shard
+    (replicas then inherit it). The gateway logs in to every shard's pooler with the
+    ClientKey a client proved against one verifier, and a ClientKey only fits the salt and
+    iterations it was made with: initdb salts each instance's password differently."""
+    with psycopg.connect(pinst.endpoint().conninfo(), autocommit=True) as conn:
+        if database in verifiers:
+            if created:
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(pinst.spec.superuser), sql.Literal(verifiers[database])))
+            return
+        row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
+                           (pinst.spec.superuser,)).fetchone()
+        if row is not None and row[0]:
+            verifiers[database] = row[0]
 
 
 def stop(paths: ClusterPaths, clean: bool = False, say: Say = print) -> None:

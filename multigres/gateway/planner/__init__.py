@@ -25,8 +25,11 @@ from __future__ import annotations
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
+from multigres.gateway.engine.route import Opcode, Route
 from multigres.gateway.planner.options import PlannerOptions
 from multigres.gateway.planner.plan import Plan
+from multigres.gateway.planner.templates import Template
+from multigres.sql.normalize import StatementKind, normalize
 from multigres.vschema.model import VSchema
 from multigres.wire import sqlstate
 from multigres.wire.errors import PgError
@@ -59,11 +62,40 @@ def build(
     stmt = parse_one(normalized_sql)
     options = options or PlannerOptions()
     if isinstance(stmt, ast.SelectStmt):
+        from multigres.gateway.planner.dml import plan_nextval
         from multigres.gateway.planner.top import plan_select_statement
 
+        nextval = plan_nextval(stmt, vschema, normalized_sql, param_count)
+        if nextval is not None:
+            return nextval
         return plan_select_statement(stmt, normalized_sql, vschema, param_count, options)
+    if isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)):
+        from multigres.gateway.planner import dml
+
+        if isinstance(stmt, ast.InsertStmt):
+            return dml.plan_insert(stmt, vschema, normalized_sql, param_count)
+        if isinstance(stmt, ast.UpdateStmt):
+            return dml.plan_update(stmt, vschema, normalized_sql, param_count)
+        return dml.plan_delete(stmt, vschema, normalized_sql, param_count)
+    kind = _kind(normalized_sql)
+    if kind == StatementKind.DDL:
+        from multigres.gateway.planner.ddl import plan_ddl
+
+        return plan_ddl(stmt, vschema, normalized_sql, param_count)
+    if isinstance(stmt, ast.VariableShowStmt) and vschema.default_tablegroup is not None:
+        # A setting: every shard has the session's settings, the unsharded one answers.
+        tg = vschema.default_tablegroup.name
+        route = Route(Opcode.UNSHARDED, tg, Template(normalized_sql))
+        return Plan(route, normalized_sql, param_count, param_count, passthrough=tg,
+                    kind="show")
     raise PgError(
-        f"unsupported on a sharded database: {type(stmt).__name__} (this planner plans reads; "
-        "writes and DDL go to planner.dml and planner.ddl)",
+        f"unsupported on a sharded database: {type(stmt).__name__}",
         sqlstate.FEATURE_NOT_SUPPORTED,
     )
+
+
+def _kind(sql: str) -> StatementKind:
+    try:
+        return StatementKind(normalize(sql.encode("utf-8", "surrogateescape")).kind)
+    except ValueError:
+        return StatementKind.OTHER
