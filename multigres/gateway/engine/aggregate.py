@@ -53,6 +53,9 @@ _ARRAY_ELEMENT: dict[int, int] = {
 }
 
 
+_RAW_KINDS = frozenset({AggKind.COUNT, AggKind.SUM, AggKind.AVG, AggKind.MIN, AggKind.MAX})
+
+
 @dataclass(frozen=True, slots=True)
 class AggDef:
     """One aggregate of the select list: its kind, where its partial starts in the shards'
@@ -130,11 +133,14 @@ class Aggregate:
             ]
         out_fields += [Field(a.name, s.result_oid) for a, s in zip(self.aggs, specs, strict=True)]
         group_spec = SortSpec([SortKey(i, fields[i].type_oid) for i in range(g)])
-        rows: list[RowView] = [RowView(p) for r in results for p in r.rows]
         if self.raw:
-            groups = self._fold_raw(rows, fields, group_spec, specs)
+            views = [RowView(p) for r in results for p in r.rows]
+            groups = self._fold_raw(views, fields, group_spec, specs)
         else:
-            groups = fold_groups(rows, group_spec, specs, [a.column for a in self.aggs])
+            # fold_groups frames the payloads in C.
+            payloads = results[0].rows if len(results) == 1 else [
+                p for r in results for p in r.rows]
+            groups = fold_groups(payloads, group_spec, specs, [a.column for a in self.aggs])
         out = []
         for first, states in groups.values():
             values = [first[i] for i in range(g)] + [st.final() for st in states]
@@ -163,20 +169,14 @@ class Aggregate:
             if entry is None:
                 entry = groups[gk] = (row, [s.state() for s in specs])
             for a, st in zip(self.aggs, entry[1], strict=True):
-                x = row[a.column]
-                if x is None:
-                    continue
-                if a.kind == AggKind.COUNT:
-                    st.combine(b"1")
-                elif a.kind == AggKind.AVG:
-                    st.combine((x, b"1"))
-                elif a.kind in (AggKind.SUM, AggKind.MIN, AggKind.MAX):
-                    st.combine(x)
-                else:
+                if a.kind not in _RAW_KINDS:
                     raise PgError(
                         f"{a.kind.name.lower()}(DISTINCT ...) across shards",
                         sqlstate.FEATURE_NOT_SUPPORTED,
                     )
+                x = row[a.column]
+                if x is not None:  # every one of them is strict: NULLs are skipped
+                    st.combine_input(x)  # the aggregate's own transition
         return groups
 
     def describe(self) -> dict[str, Any]:

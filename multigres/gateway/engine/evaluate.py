@@ -20,8 +20,8 @@ from multigres._cy.pgvalue import RowView
 from multigres.gateway.engine.literals import type_sql, typed_literal
 from multigres.gateway.engine.primitive import Primitive
 from multigres.gateway.engine.result import Field, Result
+from multigres.gateway.engine.template import Template
 from multigres.gateway.engine.vcursor import ShardQuery, VCursor
-from multigres.gateway.planner.templates import Template
 
 
 def quote_ident(name: str) -> str:

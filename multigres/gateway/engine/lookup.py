@@ -13,8 +13,8 @@ from typing import Any
 
 from multigres._cy.pgvalue import RowView
 from multigres.gateway.engine.result import Result
+from multigres.gateway.engine.template import Template
 from multigres.gateway.engine.vcursor import ShardQuery, VCursor
-from multigres.gateway.planner.templates import Template
 from multigres.vschema.vcursor import Target
 
 _INT_OIDS = frozenset({20, 21, 23, 26})

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from multigres._cy.pgvalue import RowView, SortSpec, UnsupportedType, ValueFormatError, kway_merge
+from multigres._cy.pgvalue import SortSpec, UnsupportedType, ValueFormatError, merge_payloads
 from multigres.gateway.engine.result import Field, Result
+from multigres.gateway.engine.route import LimitSlot
 from multigres.gateway.engine.source import Source, fields_of, merge_error
 from multigres.gateway.engine.vcursor import VCursor
 from multigres.sql.pgtypes import sort_key
@@ -53,22 +54,32 @@ def sort_spec(keys: Sequence[OrderKey], fields: Sequence[Field]) -> SortSpec:
 class MergeSort:
     source: Source
     keys: tuple[OrderKey, ...]
+    # ORDER BY ... LIMIT: the merge stops after offset + limit rows (the Limit above skips
+    # the offset and checks the values).
+    limit: LimitSlot | None = None
 
     async def execute(self, vc: VCursor, bind: Sequence[str]) -> Result:
         results = await self.source.execute_shards(vc, bind)
         fields = fields_of(results)
-        runs = [[RowView(p) for p in r.rows] for r in results if r.rows]
+        runs = [r.rows for r in results if r.rows]
         try:
             spec = sort_spec(self.keys, fields)
-            merged = kway_merge(spec, runs) if len(runs) > 1 else (runs[0] if runs else [])
+            # In C over the payloads: only rows that reach a run's head are framed.
+            n = -1
+            if self.limit is not None:
+                text = self.limit.render(bind)
+                n = -1 if text == "ALL" else int(text)
+            if len(runs) > 1:
+                rows = merge_payloads(spec, runs, 0, n)
+            else:
+                rows = runs[0] if runs else []
         except (UnsupportedType, ValueFormatError) as e:
             raise merge_error(e) from None
-        rows = [rv.data for rv in merged]
         return Result(fields=fields, rows=rows, tag=b"SELECT %d" % len(rows))
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "primitive": "merge_sort",
-            "keys": [k.describe() for k in self.keys],
-            "input": self.source.describe(),
-        }
+        d: dict[str, Any] = {"primitive": "merge_sort", "keys": [k.describe() for k in self.keys]}
+        if self.limit is not None:
+            d["stop_after"] = "limit + offset"
+        d["input"] = self.source.describe()
+        return d

@@ -34,8 +34,8 @@ from multigres.gateway.engine import bindvalues
 from multigres.gateway.engine.arrays import NotAnArray, array_literal, parse_array
 from multigres.gateway.engine.lookup import LookupCursor
 from multigres.gateway.engine.result import Result
+from multigres.gateway.engine.template import Template
 from multigres.gateway.engine.vcursor import ShardQuery, VCursor
-from multigres.gateway.planner.templates import Template
 from multigres.vschema.errors import VindexError
 from multigres.vschema.shardmap import ShardMap
 from multigres.vschema.vindexes.base import Destination, FunctionalVindex, Vindex

@@ -460,7 +460,8 @@ class SelectPlanner:
             limit = LimitSlot(s, count, offset)
         prim: Primitive = make(shard, limit)
         if order:
-            prim = MergeSort(prim, tuple(order))  # type: ignore[arg-type]
+            # Without DISTINCT, the merge can stop after limit + offset rows.
+            prim = MergeSort(prim, tuple(order), None if distinct else limit)  # type: ignore[arg-type]
         if distinct:
             prim = Distinct(prim)
         if count is not None or offset is not None:

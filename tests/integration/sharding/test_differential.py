@@ -29,7 +29,7 @@ from tests.integration.sharding.schema import DDL, Data, vschema
 
 pytestmark = pytest.mark.integration
 
-QUERIES_PER_LAYOUT = 1100
+QUERIES_PER_LAYOUT = 1500
 LAYOUTS = {
     2: {"commerce": ["-80", "80-"], "main": ["0"]},
     4: {"commerce": ["-40", "40-80", "80-c0", "c0-"], "main": ["0"]},
