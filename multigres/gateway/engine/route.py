@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from multigres.gateway.engine import bindvalues
@@ -148,7 +148,6 @@ class Route:
     # The statement is right only on exactly one shard (the inner side of a LEFT JOIN):
     # a value that routes to several shards is refused rather than answered twice.
     one_shard: bool = False
-    _empty: list[str] = field(default_factory=list, repr=False)
 
     # -- execution ------------------------------------------------------------------------------
 
