@@ -36,6 +36,9 @@ cdef class SessionCore(FastProtocol):
     cdef public bint divert
     # Someone waits for the answers in flight (session.idle): the Python path takes them.
     cdef public bint watch_answers
+    # Every client message takes the Python path (the gateway holds extended-protocol
+    # statements of its own, whose Binds and Executes it must see).
+    cdef public bint slow_client
     cdef public object pending_error, awaiting_set, retry_batch
     cdef public Py_ssize_t in_flight
     cdef public long long generation  # counters.generation when the pooler was last checked

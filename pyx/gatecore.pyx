@@ -79,7 +79,7 @@ cdef class SessionCore(FastProtocol):
     cdef int relay_data(self, bytes data) except -1:
         cdef UpstreamCore up = self.upstream
         cdef Py_ssize_t n
-        if (self.state == S_READY and up is not None and not self.busy
+        if (self.state == S_READY and up is not None and not self.busy and not self.slow_client
                 and not self.rbuf.buffered() and not self.failed_tx
                 and self.pending_error is None
                 and (self.in_flight or self.tx_status != ST_I

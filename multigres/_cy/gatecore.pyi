@@ -41,6 +41,7 @@ class SessionCore(FastProtocol):
     retrying: bool
     divert: bool
     watch_answers: bool
+    slow_client: bool
     pending_error: Any
     awaiting_set: bytes | None
     retry_batch: bytes | None

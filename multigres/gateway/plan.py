@@ -134,7 +134,9 @@ def build_sharded(norm: Normalized, vschema: VSchema) -> ShardedPlan:
     except PgError as e:
         return ShardedPlan(kind, False, error=e)
     if p.passthrough is not None and p.passthrough == _default_tablegroup(vschema):
-        return ShardedPlan(kind, True)
+        # Kept: in an extended-protocol batch the engine runs the batch's statements, these
+        # too (on the session's own connection to the unsharded tablegroup).
+        return ShardedPlan(kind, True, p)
     return ShardedPlan(kind, False, p)  # a planner Plan runs like a primitive
 
 

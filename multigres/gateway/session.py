@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING
 from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
 from multigres._cy.gatecore import AUTH, CLOSED, CONNECTING, READY, STARTUP, SessionCore
 from multigres._cy.relay import Conn
-from multigres.gateway import sharded_session
+from multigres.gateway import sharded_ext, sharded_session
 from multigres.gateway.sharded import ShardedState
+from multigres.gateway.sharded_ext import ExtState
 from multigres.gateway.upstream import Upstream, open_upstream
 from multigres.sql.session import Kind, may_have_effects, session_effects
 from multigres.wire import sqlstate as codes
@@ -71,6 +72,7 @@ _Q, _P, _C, _X, _S, _F, _Z, _E, _p = (ord(c) for c in "QPCXSFZEp")
 _I, _T = ord("I"), ord("T")
 # Client messages the session looks at; everything else is forwarded in runs.
 CLIENT_STOP = b"QPCXSF"
+CLIENT_STOP_SHARDED = b"QPCXSFBDEH"
 RFQ = {_I: build_ready_for_query(_I), _T: build_ready_for_query(_T),
        _E: build_ready_for_query(_E)}
 # Held client bytes while no pooler is attached, before reading pauses.
@@ -174,6 +176,7 @@ class Session(SessionCore):
         self.divert = False
         self.divert_then = b""  # for the client once the diverted answer is in
         self.idle: asyncio.Future[None] | None = None  # set when nothing is in flight
+        self.ext: ExtState | None = None  # the extended protocol's engine statements
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -674,8 +677,11 @@ class Session(SessionCore):
                     return
         idle_start = self.in_flight == 0 and self.tx_status == _I
         out: list[bytes] = []
+        # A sharded session looks at every message of the extended protocol (an engine
+        # batch takes its Binds and Executes too); others forward those in runs.
+        stop = CLIENT_STOP if self.ext is None else CLIENT_STOP_SHARDED
         while True:
-            run = rb.take_run(CLIENT_STOP)
+            run = rb.take_run(stop)
             if run:
                 out.append(run)
             if not rb.take_message():
@@ -683,6 +689,15 @@ class Session(SessionCore):
             t = rb.get_message_type()
             if self.failed_tx or self.pending_error is not None or up is None:
                 self._answer_locally(t)
+                continue
+            if (self.ext is not None and t in sharded_ext.EXT_TYPES
+                    and self.ext.takes(t, rb.message_bytes()[5:], self)):
+                # An extended-protocol batch the engine runs: answered at its Sync.
+                if t == _S:
+                    if out:
+                        up.write(out[0] if len(out) == 1 else b"".join(out))
+                    sharded_session.take(self, sharded_ext.run_batch(self))
+                    return
                 continue
             if t == _Q:
                 msg = rb.message_bytes()
@@ -706,13 +721,6 @@ class Session(SessionCore):
                 msg = rb.message_bytes()
                 name_end = msg.index(b"\x00", 5)
                 query = msg[name_end + 1:msg.index(b"\x00", name_end + 1)]
-                if self.sharded is not None:
-                    err = sharded_session.parse_error(self, query)
-                    if err is not None:
-                        # Reported at the Sync; the rest of the batch is skipped (as Postgres
-                        # skips after an error).
-                        self.pending_error = err
-                        continue
                 self.server.planner.plan(query, self.database)
                 self._on_parse(query)
                 if msg[5] != 0:  # a named statement: rebuilt on another pooler
@@ -728,6 +736,8 @@ class Session(SessionCore):
                     up.write(b"".join(out))
                 self.close()
                 return
+            else:  # Bind, Describe, Execute, Flush of a sharded session: forwarded
+                out.append(rb.message_bytes())
         if out and up is not None:
             data = out[0] if len(out) == 1 else b"".join(out)
             if idle_start and self.in_flight == 1:

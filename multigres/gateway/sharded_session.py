@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from multigres._cy.buffer import build_message
 from multigres._cy.gatecore import CLOSED
 from multigres.gateway.discovery import UNSHARDED
+from multigres.gateway.engine.result import Result
 from multigres.gateway.plan import ShardedPlan
 from multigres.gateway.sharded import MULTI, SINGLE, ShardedState
 from multigres.sql.normalize import Normalized, StatementKind, TxVerb, normalize
@@ -48,6 +49,9 @@ def enter(s: Session) -> None:
         unsharded=None if default is None else (default.name, UNSHARDED),
         borrow=lambda: s.upstream if s.upstream is not None and not s.upstream.closed else None,
         give_back=lambda up: _give_back(s, up))
+    from multigres.gateway.sharded_ext import ExtState  # (it imports this module)
+
+    s.ext = ExtState()
     # The C fast path forwards only what this cache holds: the statements that run
     # unchanged on the unsharded tablegroup.
     s.plans = server.shard_planner.passthrough
@@ -108,22 +112,16 @@ def query(s: Session, msg: bytes) -> bool:
     return True
 
 
-def parse_error(s: Session, query: bytes) -> PgError | None:
-    """A Parse (extended protocol): statements the engine would run are not supported that
-    way yet; the rest go to the unsharded tablegroup as usual."""
+def plan_of(s: Session, query: bytes) -> ShardedPlan | None:
+    """The sharded plan of a statement text (None: it does not lex, or no VSchema)."""
     try:
         norm = normalize(query)
     except ValueError:
         return None
-    if norm.kind in (StatementKind.TRANSACTION, StatementKind.SESSION):
-        return None
     vs = s.server.vschemas.current(s.database)
-    if vs is None or s.server.shard_planner.plan(norm, s.database, vs).passthrough:
+    if vs is None:
         return None
-    return PgError("the extended query protocol is not supported yet for statements on "
-                   "sharded tables", codes.FEATURE_NOT_SUPPORTED,
-                   hint="send the statement with the simple query protocol (psycopg: "
-                        "ClientCursor; JDBC: preferQueryMode=simple)")
+    return s.server.shard_planner.plan(norm, s.database, vs)
 
 
 def replay_setting(s: Session, msg: bytes) -> None:
@@ -139,6 +137,11 @@ def replay_setting(s: Session, msg: bytes) -> None:
 async def _quietly(coro: object) -> None:
     with contextlib.suppress(PgError):
         await coro  # type: ignore[misc]
+
+
+def take(s: Session, coro: object) -> None:
+    """The coroutine owns the session until it is done (the client's next messages wait)."""
+    _take(s, coro)
 
 
 def _take(s: Session, coro: object) -> None:
@@ -175,31 +178,10 @@ async def _answers_before(s: Session) -> None:
 
 
 async def run(s: Session, plan: ShardedPlan, norm: Normalized) -> None:
-    st = s.sharded
-    assert st is not None
+    """A simple Query the engine runs: its answer and ReadyForQuery."""
     try:
-        if s.tx_status == _E or s.failed_tx:
-            raise PgError("current transaction is aborted, commands ignored until end of "
-                          "transaction block", codes.IN_FAILED_SQL_TRANSACTION)
-        if plan.error is not None:
-            raise plan.error
-        assert plan.primitive is not None
-        in_tx = s.tx_status == _T
-        if in_tx and st.begin_sql is None:
-            st.begin("BEGIN")
-        implicit = not in_tx and plan.kind == StatementKind.WRITE
-        st.implicit = implicit
         bind = [p.raw.decode("utf-8", "surrogateescape") for p in norm.params]
-        try:
-            res = await plan.primitive.execute(st, bind)
-        except BaseException:
-            if implicit:
-                with contextlib.suppress(PgError):
-                    await st.finish(False)
-            raise
-        if implicit:
-            await st.finish(True)
-        s.counters.statements += 1
+        res = await execute_plan(s, plan, bind)
         out = [build_message(_N, n) for n in res.notices]
         out.append(res.to_messages())
         out.append(build_ready_for_query(s.tx_status))
@@ -208,22 +190,55 @@ async def run(s: Session, plan: ShardedPlan, norm: Normalized) -> None:
         await _fail(s, e)
 
 
-async def _fail(s: Session, err: PgError) -> None:
-    """An error for the client's statement; inside a transaction, the transaction fails."""
+async def execute_plan(s: Session, plan: ShardedPlan, bind: list[str]) -> Result:
+    """Run a plan in the session's transaction state; PgError as the client should see it
+    (the caller fails the transaction, see ``fail_transaction``)."""
     st = s.sharded
     assert st is not None
+    if s.tx_status == _E or s.failed_tx:
+        raise PgError("current transaction is aborted, commands ignored until end of "
+                      "transaction block", codes.IN_FAILED_SQL_TRANSACTION)
+    if plan.error is not None:
+        raise plan.error
+    assert plan.primitive is not None
+    in_tx = s.tx_status == _T
+    if in_tx and st.begin_sql is None:
+        st.begin("BEGIN")
+    implicit = not in_tx and plan.kind == StatementKind.WRITE
+    st.implicit = implicit
+    try:
+        res = await plan.primitive.execute(st, bind)
+    except BaseException:
+        if implicit:
+            with contextlib.suppress(PgError):
+                await st.finish(False)
+        raise
+    if implicit:
+        await st.finish(True)
+    s.counters.statements += 1
+    return res
+
+
+async def _fail(s: Session, err: PgError) -> None:
+    """An error for the client's statement; inside a transaction, the transaction fails."""
     if s.tx_status != _T:
         s.send(err.to_message() + build_ready_for_query(s.tx_status))
         return
-    # Postgres aborts the whole transaction at an error: roll back every shard and the
-    # unsharded tablegroup now; the client is in a failed transaction until it ends it
-    # (the session answers 25P02, then its ROLLBACK or COMMIT, locally).
+    await fail_transaction(s)
+    s.send(err.to_message() + build_ready_for_query(_E))
+
+
+async def fail_transaction(s: Session) -> None:
+    """Postgres aborts the whole transaction at an error: roll back every shard and the
+    unsharded tablegroup now; the client is in a failed transaction until it ends it (the
+    session answers 25P02, then its ROLLBACK or COMMIT, locally)."""
+    st = s.sharded
+    assert st is not None
     st.failed = True
     with contextlib.suppress(PgError):
         await st.finish(False)
     _rollback_upstream(s)
     s.failed_tx = True
-    s.send(err.to_message() + build_ready_for_query(_E))
 
 
 async def end_transaction(s: Session, msg: bytes, commit: bool) -> None:

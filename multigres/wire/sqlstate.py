@@ -25,6 +25,7 @@ FEATURE_NOT_SUPPORTED: Final = "0A000"
 
 # Class 22: data exception.
 INVALID_PARAMETER_VALUE: Final = "22023"
+INVALID_TEXT_REPRESENTATION: Final = "22P02"
 
 # Class 25: invalid transaction state.
 INVALID_TRANSACTION_STATE: Final = "25000"

@@ -216,18 +216,16 @@ def _start_shard(
     primaries = [p for p in existing if insts[p.name].spec.upstream is None]
     primary = primaries[0] if primaries else plans[0]
     pinst = insts[primary.name]
-    created = False
     if not pinst.exists():
         say(f"postgres    {primary.name}: initdb (port {primary.port})")
         pinst = PgInstance.create(
             paths.instance_dir(primary.name), _spec(cfg, primary), bin_dir=bin_dir
         )
         insts[primary.name] = pinst
-        created = True
     if not pinst.is_running():
         pinst.start()
         started.instances.append(pinst)
-    _same_verifier(pinst, primary.database, created, verifiers)
+    _same_verifier(pinst, primary.database, verifiers)
     say(f"postgres    {primary.name}  {cfg.pg_listen}:{pinst.spec.port}  primary")
     replicas = [p for p in plans if p.name != primary.name]
     for p in replicas:
@@ -249,22 +247,24 @@ def _start_shard(
         pinst.set_durability(Durability(db.num_sync, [p.name for p in replicas]))
 
 
-def _same_verifier(pinst: PgInstance, database: str, created: bool,
-                   verifiers: dict[str, str]) -> None:
+def _same_verifier(pinst: PgInstance, database: str, verifiers: dict[str, str]) -> None:
     """Every primary of a database gets the superuser's SCRAM verifier of its first shard
     (replicas then inherit it). The gateway logs in to every shard's pooler with the
     ClientKey a client proved against one verifier, and a ClientKey only fits the salt and
-    iterations it was made with: initdb salts each instance's password differently."""
+    iterations it was made with: initdb salts each instance's password differently. (The
+    same password, so nothing changes for a client; a cluster made before this is repaired
+    at its next start.)"""
     with psycopg.connect(pinst.endpoint().conninfo(), autocommit=True) as conn:
-        if database in verifiers:
-            if created:
-                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(pinst.spec.superuser), sql.Literal(verifiers[database])))
-            return
         row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
                            (pinst.spec.superuser,)).fetchone()
-        if row is not None and row[0]:
-            verifiers[database] = row[0]
+        current = row[0] if row is not None else None
+        want = verifiers.get(database)
+        if want is None:
+            if current:
+                verifiers[database] = current
+        elif current != want:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(pinst.spec.superuser), sql.Literal(want)))
 
 
 def stop(paths: ClusterPaths, clean: bool = False, say: Say = print) -> None:

@@ -82,15 +82,40 @@ def decode(text: str, standard_conforming_strings: bool = True) -> BindValue:
     s = text.strip(_SPACE)
     if not s:
         raise _syntax(text)
-    if s.upper() == "NULL":
+    if s.upper() == "NULL" or (s.upper().startswith("NULL::") and s[6:].strip() in _CASTS):
         return NULL
     c = s[0]
     if c in "+-" or c.isdigit() or c == ".":
         return _number(s, text)
     value, oid, end = _string(s, 0, standard_conforming_strings)
-    if s[end:].strip(_SPACE):
+    rest = s[end:].strip(_SPACE)
+    if rest.startswith("::"):
+        return _cast(value, rest[2:].strip(_SPACE), text)
+    if rest:
         raise _syntax(text)
     return BindValue(value, oid)
+
+
+# Casts the gateway writes after a client's extended-protocol parameter (its declared type;
+# sharded_ext._TYPE_NAMES): name -> (oid, how the text becomes the value a vindex reads).
+_CASTS: dict[str, tuple[int, type]] = {
+    "int2": (21, int), "int4": (23, int), "int8": (20, int), "oid": (26, int),
+    "numeric": (1700, Decimal), "text": (25, str), "varchar": (1043, str),
+    "bpchar": (1042, str), "name": (19, str),
+}
+
+
+def _cast(value: str, type_name: str, text: str) -> BindValue:
+    """``'...'::type`` (a client's parameter with its declared type)."""
+    cast = _CASTS.get(type_name)
+    if cast is None:
+        raise _syntax(text)
+    oid, conv = cast
+    try:
+        return BindValue(conv(value.strip(_SPACE)) if conv is not str else value, oid)
+    except (ValueError, ArithmeticError):
+        raise PgError(f"invalid input syntax for type {type_name}: {value[:80]!r}",
+                      codes.INVALID_TEXT_REPRESENTATION) from None
 
 
 def decode_all(texts: list[str], standard_conforming_strings: bool = True) -> list[BindValue]:
