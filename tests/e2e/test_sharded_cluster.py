@@ -265,3 +265,24 @@ def test_parameters_of_the_extended_protocol(loaded: Cluster) -> None:
 def _rows_p(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]
             ) -> list[tuple[Any, ...]]:
     return _norm(conn.execute(sql, params).fetchall())
+
+
+def test_lookup_sequences_and_explain(loaded: Cluster) -> None:
+    with loaded.gateway() as gw, loaded.direct(0, "reference") as ref:
+        # customers.email is a unique lookup vindex: one shard, found through its table.
+        sql = "SELECT customer_id, name FROM customers WHERE email = 'c42@example.com'"
+        assert _rows(gw, sql) == _rows(ref, sql) == [(42, "Name 5")]
+        plan = _rows(gw, "SELECT * FROM multigres.explain('SELECT * FROM customers "
+                         "WHERE customer_id = 42')")
+        text = json.dumps(plan)
+        assert "shop" in text and "customer_id" in text
+        # Ids from the VSchema's sequence (backed by a sequence in the unsharded tablegroup),
+        # unique across shards.
+        gw.execute("CREATE SEQUENCE orders_id_seq INCREMENT BY 1000")
+        gw.execute("INSERT INTO orders (customer_id, amount, status) VALUES "
+                   "(1, 1.00, 'seq'), (2, 2.00, 'seq'), (3, 3.00, 'seq'), (150, 4.00, 'seq')")
+        ids = [r[0] for r in _rows(gw, "SELECT order_id FROM orders WHERE status = 'seq'")]
+        assert len(ids) == 4 and len(set(ids)) == 4
+        (nxt,) = gw.execute("SELECT nextval('orders_id_seq')").fetchone() or (None,)
+        assert nxt is not None and nxt not in ids
+        gw.execute("DELETE FROM orders WHERE status = 'seq'")
