@@ -15,11 +15,15 @@ subclass, ``session.Session._data_slow`` / ``_upstream_slow``, and the login of 
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from multigres._cy.buffer cimport ReadBuffer
 from multigres._cy.gatescan cimport scan_client_c, scan_server_c
 from multigres._cy.pipe cimport PipeTransport
 from multigres._cy.relay cimport Conn, FastProtocol
+from multigres._cy.sqlnorm cimport LK_INTEGER, LitSpan, Normalized, normalize_ptr
+from multigres._cy.vhash cimport mg_hash64
 
 # Session states (session.py uses the same numbers).
 STARTUP, AUTH, CONNECTING, READY, CLOSED = range(5)
@@ -27,6 +31,9 @@ cdef enum:
     S_READY = 3
     S_CLOSED = 4
     ST_I = 73  # 'I'
+
+DIRECT_HASH = 1
+DIRECT_NUMERIC = 2
 
 
 cdef inline int _write(object transport, bytes data) except -1:
@@ -45,6 +52,77 @@ cdef class GateCounters:
     def __init__(self):
         self.generation = 0
         self.statements = 0
+        self.direct = 0
+
+
+cdef class DirectRoute:
+    """How the C path routes a plan (see gatecore.pxd); built by plan.py."""
+
+    def __init__(self, str tablegroup, int param, int kind):
+        self.tablegroup = tablegroup
+        self.param = param
+        self.kind = kind
+
+
+cdef class ShardTable:
+    """``ShardTable(names, starts)``: ``starts`` the shards' start keys (bytes, b"" first, in
+    key order, as ShardMap has them)."""
+
+    def __cinit__(self, list names, list starts):
+        cdef Py_ssize_t i, j
+        cdef bytes b
+        cdef uint64_t v
+        self.n = len(names)
+        self._starts = <uint64_t *>PyMem_Malloc(max(self.n, 1) * sizeof(uint64_t))
+        if self._starts == NULL:
+            raise MemoryError()
+        for i in range(self.n):
+            b = starts[i]
+            v = 0
+            # A start key is a prefix of 8-byte keyspace ids: pad it with zero bytes.
+            for j in range(8):
+                v = (v << 8) | (<unsigned char>b[j] if j < len(b) else 0)
+            self._starts[i] = v
+        self.names = list(names)
+        self.conns = [None] * self.n
+
+    def __dealloc__(self):
+        PyMem_Free(self._starts)
+
+    cdef int locate(self, uint64_t ksid) noexcept:
+        # The last shard whose start is <= ksid (the first start is 0).
+        cdef int lo = 0, hi = self.n - 1, mid
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            if self._starts[mid] <= ksid:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def shard_for(self, bytes ksid):
+        """The shard name owning an 8-byte keyspace id (for tests)."""
+        cdef uint64_t v = 0
+        cdef int j
+        for j in range(8):
+            v = (v << 8) | <unsigned char>ksid[j]
+        return self.names[self.locate(v)]
+
+
+cdef inline bint _int64_at(const char *p, Py_ssize_t n, int64_t *out) noexcept:
+    """Decimal digits (a lifted integer literal) as an int64; False if it does not fit."""
+    cdef uint64_t v = 0
+    cdef Py_ssize_t i
+    if n <= 0 or n > 19:
+        return False
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return False
+        v = v * 10 + <uint64_t>(p[i] - 48)
+    if v > <uint64_t>0x7FFFFFFFFFFFFFFF:
+        return False
+    out[0] = <int64_t>v
+    return True
 
 
 cdef class UpstreamCore(FastProtocol):
@@ -79,6 +157,12 @@ cdef class SessionCore(FastProtocol):
     cdef int relay_data(self, bytes data) except -1:
         cdef UpstreamCore up = self.upstream
         cdef Py_ssize_t n
+        if (self.direct_plans is not None and self.state == S_READY and up is not None
+                and not self.busy and not self.slow_client and not self.rbuf.buffered()
+                and not self.failed_tx and self.pending_error is None
+                and self.in_flight == 0 and self.tx_status == ST_I
+                and self.generation == self.counters.generation and self._try_direct(data)):
+            return 0
         if (self.state == S_READY and up is not None and not self.busy and not self.slow_client
                 and not self.rbuf.buffered() and not self.failed_tx
                 and self.pending_error is None
@@ -97,6 +181,60 @@ cdef class SessionCore(FastProtocol):
                 return 0
         self._data_slow(data)
         return 0
+
+    cdef bint _try_direct(self, bytes data) except -1:
+        """One Query whose plan routes to one shard by the literal's hash: sent as it is to
+        that shard's pooler, its answer forwarded as it comes (upstream_data_c)."""
+        cdef const char *p = PyBytes_AS_STRING(data)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef uint32_t length
+        cdef Normalized norm
+        cdef DirectRoute route
+        cdef ShardTable table
+        cdef const LitSpan *lit
+        cdef int64_t value
+        cdef uint64_t ksid
+        cdef int index
+        cdef UpstreamCore up
+        if n < 7 or p[0] != b'Q':
+            return False
+        length = ((<uint32_t><unsigned char>p[1] << 24) | (<uint32_t><unsigned char>p[2] << 16)
+                  | (<uint32_t><unsigned char>p[3] << 8) | <uint32_t><unsigned char>p[4])
+        if length + 1 != n or p[n - 1] != 0:
+            return False  # not exactly one whole Query
+        if not len(self.direct_plans):
+            return False
+        try:
+            norm = normalize_ptr(p + 5, n - 6, None, True)
+        except ValueError:
+            return False
+        key = (self.database, norm.text)
+        if key not in self.direct_plans:
+            return False
+        plan = self.direct_plans.get(norm.text, self.database)
+        route = plan.direct
+        table = self.shard_tables.get(route.tablegroup)
+        index = route.param - norm.param_base  # $n among the literals lifted from the text
+        if table is None or index < 0 or index >= norm.n_params:
+            return False
+        lit = norm.lit_at(index)
+        if lit.kind != LK_INTEGER or not _int64_at(p + 5 + lit.vstart, lit.vend - lit.vstart,
+                                                   &value):
+            return False
+        ksid = mg_hash64(<uint64_t>value) if route.kind == DIRECT_HASH else <uint64_t>value
+        conn = table.conns[table.locate(ksid)]
+        if conn is None or conn.closed or conn.pending:
+            return False  # not opened yet, or busy with the engine: the Python path
+        up = conn.up
+        if up.closed:
+            return False
+        up.sink = self
+        self.direct_up = up
+        self.in_flight = 1
+        self.counters.statements += 1
+        self.counters.direct += 1
+        up.send_c(data)
+        return True
 
     def send(self, data):
         """Write to the client (nothing once the session is closed)."""

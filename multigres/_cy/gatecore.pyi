@@ -13,9 +13,26 @@ CONNECTING: int
 READY: int
 CLOSED: int
 
+DIRECT_HASH: int
+DIRECT_NUMERIC: int
+
+class DirectRoute:
+    tablegroup: str
+    param: int
+    kind: int
+    def __init__(self, tablegroup: str, param: int, kind: int) -> None: ...
+
+class ShardTable:
+    n: int
+    names: list[str]
+    conns: list[Any]
+    def __init__(self, names: list[str], starts: list[bytes]) -> None: ...
+    def shard_for(self, ksid: bytes) -> str: ...
+
 class GateCounters:
     generation: int
     statements: int
+    direct: int
     def __init__(self) -> None: ...
 
 class UpstreamCore(FastProtocol):
@@ -42,6 +59,9 @@ class SessionCore(FastProtocol):
     divert: bool
     watch_answers: bool
     slow_client: bool
+    direct_plans: Any
+    shard_tables: dict[str, ShardTable]
+    direct_up: Any
     pending_error: Any
     awaiting_set: bytes | None
     retry_batch: bytes | None

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 _COUNTER_DOCS = {
     "sessions": ("multigateway_sessions_accepted", "Client connections accepted"),
     "statements": ("multigateway_statements", "Statements (queries and Syncs) sent on"),
+    "direct_statements": ("multigateway_direct_statements", "Queries on sharded tables "
+                          "routed to one shard by the data path itself (no engine)"),
     "auth_failures": ("multigateway_auth_failures", "Failed client logins"),
     "moves": ("multigateway_session_moves", "Sessions moved to another pooler (a new "
               "primary, a restarted pooler, a replica that qualifies again)"),

@@ -18,10 +18,15 @@ from pglast import parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
+from multigres._cy.gatecore import DIRECT_HASH, DIRECT_NUMERIC, DirectRoute
 from multigres.gateway.engine.primitive import Primitive
+from multigres.gateway.engine.route import Opcode, Route
+from multigres.gateway.planner import plan as planner_plan
 from multigres.sql.normalize import Normalized, StatementKind, normalize
 from multigres.sql.plancache import PlanCache
 from multigres.vschema.model import VSchema
+from multigres.vschema.vindexes.hash import HashVindex
+from multigres.vschema.vindexes.numeric import NumericVindex
 from multigres.wire import sqlstate as codes
 from multigres.wire.errors import PgError
 
@@ -91,21 +96,26 @@ class ShardedPlan:
     passthrough: bool
     primitive: Primitive | None = None
     error: PgError | None = None
+    direct: DirectRoute | None = None  # the C path may route it to one shard itself
 
 
 class ShardedPlanner:
     """Plans of sharded databases, in two caches keyed by (database, normalized text):
     ``passthrough`` holds only the statements that run unchanged on the unsharded tablegroup,
     and is the cache the sessions' C fast path consults (a hit there is forwarded as bytes);
-    ``engine`` holds the rest. Both are cleared when a VSchema changes."""
+    ``engine`` holds the rest, and ``direct`` those of them the C path routes to one shard
+    itself (an equality on a hash or numeric vindex: see ``direct_route``). All are cleared
+    when a VSchema changes."""
 
     def __init__(self, max_entries: int = 5000) -> None:
         self.passthrough: PlanCache[ShardedPlan] = PlanCache(max_entries)
         self.engine: PlanCache[ShardedPlan] = PlanCache(max_entries)
+        self.direct: PlanCache[ShardedPlan] = PlanCache(max_entries)
 
     def clear(self) -> None:
         self.passthrough.clear()
         self.engine.clear()
+        self.direct.clear()
 
     def plan(self, norm: Normalized, database: str, vschema: VSchema) -> ShardedPlan:
         plan = self.passthrough.get(norm.text, database) or self.engine.get(norm.text, database)
@@ -113,6 +123,8 @@ class ShardedPlanner:
             plan = build_sharded(norm, vschema)
             cache = self.passthrough if plan.passthrough else self.engine
             cache.put(norm.text, plan, database, cost=len(norm.text))
+            if plan.direct is not None:
+                self.direct.put(norm.text, plan, database, cost=len(norm.text))
         return plan
 
 
@@ -137,7 +149,32 @@ def build_sharded(norm: Normalized, vschema: VSchema) -> ShardedPlan:
         # Kept: in an extended-protocol batch the engine runs the batch's statements, these
         # too (on the session's own connection to the unsharded tablegroup).
         return ShardedPlan(kind, True, p)
-    return ShardedPlan(kind, False, p)  # a planner Plan runs like a primitive
+    # A planner Plan runs like a primitive.
+    return ShardedPlan(kind, False, p, direct=direct_route(p))
+
+
+def direct_route(p: planner_plan.Plan) -> DirectRoute | None:
+    """A plan the sessions' C path may route by itself: a Route to the one shard an
+    equality on a hash or numeric vindex names, of one value ``$n`` (not negated), running
+    the statement unchanged (no rewritten SQL, no slot of the planner's own). Whether ``$n``
+    is an integer literal of the statement (its value readable in the client's bytes) is for
+    the C path to see at each execution: the same normalized text is also the plan of the
+    statement with a client's parameter there."""
+    root = p.root
+    if not isinstance(root, Route) or root.opcode is not Opcode.EQUAL_UNIQUE:
+        return None
+    if root.limit is not None or len(root.values) != 1 or p.slots != p.param_count:
+        return None
+    value = root.values[0]
+    if not value.param or value.negate or root.template.sql != p.sql:
+        return None
+    if isinstance(root.vindex, HashVindex):
+        kind = DIRECT_HASH
+    elif isinstance(root.vindex, NumericVindex):
+        kind = DIRECT_NUMERIC
+    else:
+        return None
+    return DirectRoute(root.tablegroup, value.param - 1, kind)
 
 
 def _default_tablegroup(vschema: VSchema) -> str | None:

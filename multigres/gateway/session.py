@@ -177,6 +177,9 @@ class Session(SessionCore):
         self.divert_then = b""  # for the client once the diverted answer is in
         self.idle: asyncio.Future[None] | None = None  # set when nothing is in flight
         self.ext: ExtState | None = None  # the extended protocol's engine statements
+        self.shard_tables = {}
+        self.direct_plans = None  # set for a sharded database (sharded_session.enter)
+        self.direct_up = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -911,6 +914,17 @@ class Session(SessionCore):
     def upstream_lost(self, up: Upstream, exc: Exception | None) -> None:
         if self.idle is not None and not self.idle.done():
             self.idle.set_result(None)  # the answers will not come; the session reports it
+        if up is not self.upstream and self.sharded is not None and self.state != CLOSED:
+            # A shard's connection, which the C path had sent a statement to.
+            conn = self.sharded.conn_of(up)
+            if conn is not None:
+                conn.upstream_lost(up, exc)
+            if up is self.direct_up and self.in_flight:
+                self.in_flight = 0
+                self.direct_up = None
+                self.send(PgError(f"the connection to pooler {up.pooler_id} was lost",
+                                  codes.CONNECTION_FAILURE).to_message() + RFQ[self.tx_status])
+            return
         if up is not self.upstream or self.state == CLOSED:
             return
         self.upstream = None

@@ -57,6 +57,9 @@ class ShardConn:
             raise self._lost_error()
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self.pending.append(_Pending(fut))
+        # The session's C path may have sent a statement here directly and taken the answers
+        # (it leaves itself as the sink); the engine's statements are framed here again.
+        self.up.sink = self
         self.up.write(build_query(sql))
         return await fut
 

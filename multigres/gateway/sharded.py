@@ -27,6 +27,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from multigres._cy.gatecore import ShardTable
 from multigres.gateway.engine.result import Result
 from multigres.gateway.engine.sequence import SequenceAllocator
 from multigres.gateway.engine.vcursor import ShardQuery
@@ -59,7 +60,8 @@ class ShardedState:
 
     def __init__(self, open_shard: OpenShard, shard_names: ShardNames,
                  sequences: SequenceAllocator, unsharded: tuple[str, str] | None = None,
-                 borrow: Borrow | None = None, give_back: GiveBack | None = None) -> None:
+                 borrow: Borrow | None = None, give_back: GiveBack | None = None,
+                 tables: dict[str, ShardTable] | None = None) -> None:
         self._open = open_shard
         self._names = shard_names
         self.sequences = sequences
@@ -68,6 +70,8 @@ class ShardedState:
         self._give_back = give_back
         self._lent: ShardConn | None = None
         self.conns: dict[tuple[str, str], ShardConn] = {}
+        # The session's ShardTables (gatecore): the shard connections the C path routes to.
+        self.tables = tables if tables is not None else {}
         self._opening: dict[tuple[str, str], asyncio.Future[ShardConn]] = {}
         self._maps: dict[tuple[str, ...], ShardMap] = {}
         self.begin_sql: str | None = None  # the client's transaction is open (its BEGIN)
@@ -86,6 +90,11 @@ class ShardedState:
                 raise PgError(f"tablegroup {tablegroup!r} has no serving shards",
                               codes.CONNECTION_FAILURE)
             m = self._maps[names] = ShardMap(names)
+            if (tablegroup, names[0]) != self.unsharded:
+                table = ShardTable(m.names, [r.start for r in m.ranges])
+                for i, name in enumerate(m.names):
+                    table.conns[i] = self.conns.get((tablegroup, name))
+                self.tables[tablegroup] = table
         return m
 
     async def execute(self, queries: Sequence[ShardQuery]) -> list[Result]:
@@ -182,6 +191,19 @@ class ShardedState:
         for conn in self.conns.values():
             conn.close()
         self.conns.clear()
+        self.tables.clear()
+
+    def _untable(self, conn: ShardConn) -> None:
+        table = self.tables.get(conn.tablegroup)
+        if table is not None and conn in table.conns:
+            table.conns[table.conns.index(conn)] = None
+
+    def conn_of(self, up: Upstream) -> ShardConn | None:
+        """The shard connection over ``up``, if any."""
+        for conn in self.conns.values():
+            if conn.up is up:
+                return conn
+        return None
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -199,6 +221,7 @@ class ShardedState:
             return conn
         if conn is not None:  # lost: a transaction on it is gone
             del self.conns[key]
+            self._untable(conn)
             if conn.in_tx:
                 raise PgError(f"the connection to shard {key[0]}/{key[1]} was lost; the "
                               "transaction was rolled back there", codes.CONNECTION_FAILURE)
@@ -209,6 +232,9 @@ class ShardedState:
                 up = await self._open(*key)
                 conn = ShardConn(up, *key)
                 self.conns[key] = conn
+                table = self.tables.get(key[0])
+                if table is not None and key[1] in table.names:
+                    table.conns[table.names.index(key[1])] = conn
                 fut.set_result(conn)
             except BaseException as e:
                 fut.set_exception(e)

@@ -48,7 +48,9 @@ def enter(s: Session) -> None:
         server.sequence_allocator(db),
         unsharded=None if default is None else (default.name, UNSHARDED),
         borrow=lambda: s.upstream if s.upstream is not None and not s.upstream.closed else None,
-        give_back=lambda up: _give_back(s, up))
+        give_back=lambda up: _give_back(s, up),
+        tables=s.shard_tables)
+    s.direct_plans = server.shard_planner.direct
     from multigres.gateway.sharded_ext import ExtState  # (it imports this module)
 
     s.ext = ExtState()

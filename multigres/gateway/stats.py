@@ -45,6 +45,7 @@ def snapshot(server: GatewayServer, detail: bool = False) -> dict[str, Any]:
     counters = {k: server.stats.get(k, 0) for k in COUNTERS}
     # Kept by the sessions' C path (gatecore.GateCounters), not in the stats dict.
     counters["statements"] = server.discovery.counters.statements
+    counters["direct_statements"] = server.discovery.counters.direct
     poolers = [pooler_row(st) for st in server.discovery.poolers.values()]
     poolers.sort(key=lambda p: (p["database"], p["tablegroup"], p["shard"], p["cell"], p["id"]))
     return {
