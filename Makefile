@@ -24,8 +24,8 @@ status:
 	$(VENV)/bin/multigres cluster status
 
 test: bootstrap
-	$(VENV)/bin/ruff check multigres tests bench setup.py bench/pgbench_compare
-	$(VENV)/bin/mypy multigres tests bench
+	$(VENV)/bin/ruff check multigres tests bench setup.py bench/pgbench_compare bench/sharded_point
+	$(VENV)/bin/mypy multigres tests bench bench/sharded_point
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bootstrap: system-deps venv ext
