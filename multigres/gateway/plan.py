@@ -117,10 +117,13 @@ class ShardedPlanner:
         self.engine.clear()
         self.direct.clear()
 
-    def plan(self, norm: Normalized, database: str, vschema: VSchema) -> ShardedPlan:
+    def plan(self, norm: Normalized, database: str, vschema: VSchema,
+             collation: str = "C") -> ShardedPlan:
+        """``collation``: the database's (``datcollate``): text merged at the gateway is
+        ordered bytewise, right only under C (the planner refuses the rest)."""
         plan = self.passthrough.get(norm.text, database) or self.engine.get(norm.text, database)
         if plan is None:
-            plan = build_sharded(norm, vschema)
+            plan = build_sharded(norm, vschema, collation)
             cache = self.passthrough if plan.passthrough else self.engine
             cache.put(norm.text, plan, database, cost=len(norm.text))
             if plan.direct is not None:
@@ -128,7 +131,7 @@ class ShardedPlanner:
         return plan
 
 
-def build_sharded(norm: Normalized, vschema: VSchema) -> ShardedPlan:
+def build_sharded(norm: Normalized, vschema: VSchema, collation: str = "C") -> ShardedPlan:
     from multigres.gateway import planner
 
     kind = StatementKind(norm.kind)
@@ -142,7 +145,8 @@ def build_sharded(norm: Normalized, vschema: VSchema) -> ShardedPlan:
             codes.FEATURE_NOT_SUPPORTED, hint="send them one at a time"))
     try:
         p = planner.build(norm.text.decode("utf-8", "surrogateescape"), vschema,
-                          norm.param_base + norm.n_params)
+                          norm.param_base + norm.n_params,
+                          planner.PlannerOptions(collation=collation))
     except PgError as e:
         return ShardedPlan(kind, False, error=e)
     if p.passthrough is not None and p.passthrough == _default_tablegroup(vschema):

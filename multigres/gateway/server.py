@@ -91,6 +91,8 @@ class GatewayServer:
         self.shard_planner = ShardedPlanner(config.plan_cache_size)
         self.vschemas = VSchemas(self.topo, self._vschema_changed)
         self._sequences: dict[str, SequenceAllocator] = {}
+        # Each sharded database's collation (datcollate), learned at its first statement.
+        self.collations: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.relay: Relay
         self.sock: socket.socket | None = None

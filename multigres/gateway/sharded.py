@@ -9,14 +9,15 @@ unsharded database. A statement the engine runs goes through here:
   user, with its replayable SETs run first) and kept for the session's life.
 - Transactions (mode MULTI, the default): inside the client's transaction, the first
   statement on a shard begins a transaction there with the client's own BEGIN text. COMMIT
-  commits the shards one by one in a fixed order, then the unsharded tablegroup (the
-  session forwards the client's COMMIT). If a shard's commit fails, the shards after it are
-  rolled back and the client gets an error (SQLSTATE 40003) naming which shards committed
-  and which did not. Mode SINGLE (``SET
-  multigres.transaction_mode = single``): a transaction that would touch a second shard
-  fails instead.
+  commits the shards one by one in the order they joined, then the unsharded tablegroup
+  (the session forwards the client's COMMIT). A shard whose commit fails (a deferred
+  constraint, a lost connection) does not stop the others: the client gets a WARNING
+  (SQLSTATE 40003) naming the shards that committed and those that did not, then its COMMIT's
+  answer. Mode SINGLE (``SET multigres.transaction_mode = single``): a transaction that
+  would touch a second shard fails instead. Atomic commit (2PC) comes later.
 - Outside a transaction, a write the engine sends to shards runs in a transaction of its own
-  on every shard it touches, committed as above; a read runs without one.
+  on every shard it touches, committed as above (a partial commit is then the statement's
+  error, 40003, naming the shards); a read runs without one.
 - An error inside the transaction leaves the client in a failed transaction (25P02 for the
   next statements) until ROLLBACK, as on Postgres.
 """
@@ -140,46 +141,41 @@ class ShardedState:
         self.begin_sql = sql
         self.failed = False
 
-    async def finish(self, commit: bool) -> None:
-        """End the transaction on every shard it touched (in order). PgError 40003 when a
-        commit failed after others succeeded (the message names both sets of shards)."""
+    async def finish(self, commit: bool) -> PgError | None:
+        """End the transaction on every shard it touched, one by one in the order they
+        joined (mode MULTI). A shard whose COMMIT fails does not stop the others. Returns
+        None, or a PgError (SQLSTATE 40003) naming the shards that committed and those that
+        did not: the caller sends it as a WARNING with the client's COMMIT, or as the error
+        of a write that ran in a transaction of its own."""
         touched, self.touched = self.touched, []
         self.begin_sql = None
         self.implicit = False
         failed, self.failed = self.failed, False
         commit = commit and not failed
         done: list[tuple[str, str]] = []
-        for i, key in enumerate(touched):
+        lost: list[tuple[tuple[str, str], PgError]] = []
+        for key in touched:
             conn = self._lent if key == self.unsharded and self._lent else self.conns.get(key)
             if conn is None or not conn.in_tx:
                 continue
             conn.in_tx = False
-            if not commit:
-                try:
-                    await conn.query("ROLLBACK")
-                except PgError:
-                    pass  # a lost connection has nothing to roll back
-                continue
             try:
-                await conn.query("COMMIT")
+                await conn.query("COMMIT" if commit else "ROLLBACK")
             except PgError as e:
-                rest = [k for k in touched[i + 1:]
-                        if k in self.conns or (k == self.unsharded and self._lent)]
-                for k in rest:
-                    c = self._lent if k == self.unsharded and self._lent else self.conns[k]
-                    c.in_tx = False
-                    try:
-                        await c.query("ROLLBACK")
-                    except PgError:
-                        pass
-                names = ", ".join(f"{tg}/{s}" for tg, s in done) or "none"
-                lost = ", ".join(f"{tg}/{s}" for tg, s in [key, *rest])
-                raise PgError(
-                    f"the transaction committed on shards {names} but not on {lost}: "
-                    f"{e.message}", codes.STATEMENT_COMPLETION_UNKNOWN,
-                    detail="transaction mode MULTI commits each shard in turn; atomic "
-                           "commit across shards needs two-phase commit") from None
+                if commit:
+                    lost.append((key, e))
+                continue  # (a lost connection has nothing left to roll back)
             done.append(key)
+        if not lost:
+            return None
+        names = ", ".join(f"{tg}/{s}" for tg, s in done) or "none"
+        failed_on = "; ".join(f"{tg}/{s}: {e.message}" for (tg, s), e in lost)
+        return PgError(
+            f"the transaction committed on shards {names} but not on {failed_on}",
+            codes.STATEMENT_COMPLETION_UNKNOWN,
+            detail="transaction mode MULTI commits each shard in turn; atomic commit "
+                   "across shards needs two-phase commit",
+            hint="check the rows of the shards that did not commit")
 
     def give_back(self) -> None:
         """The statement is done: the session takes its connection back."""

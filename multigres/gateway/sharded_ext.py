@@ -31,7 +31,7 @@ from multigres._cy.pgvalue import float_text
 from multigres.gateway import sharded_session
 from multigres.gateway.engine.result import Result, row_description
 from multigres.gateway.plan import ShardedPlan
-from multigres.sql.normalize import Normalized, normalize
+from multigres.sql.normalize import Normalized, StatementKind, normalize
 from multigres.wire import sqlstate as codes
 from multigres.wire.errors import PgError
 from multigres.wire.protocol import (
@@ -124,6 +124,14 @@ def _bind_names(payload: bytes) -> tuple[bytes, bytes]:
 
 
 def _engine_statement(s: Session, query: bytes) -> bool:
+    if s.server.collations.get(s.database) is None:
+        # Planned in the batch, once the collation is known; settings and transaction
+        # control go to the pooler as always.
+        try:
+            kind = normalize(query).kind
+        except ValueError:
+            return False
+        return kind not in (StatementKind.TRANSACTION, StatementKind.SESSION)
     plan = sharded_session.plan_of(s, query)
     return plan is not None and not plan.passthrough
 
@@ -135,6 +143,11 @@ async def run_batch(s: Session) -> None:
     batch, ext.batch = ext.batch or [], None
     out: list[bytes] = []
     failed = False
+    try:
+        await sharded_session.ensure_collation(s)
+    except PgError as e:
+        out.append(e.to_message())
+        failed = True
     for t, payload in batch:
         if t == _S:
             break

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from multigres._cy.buffer import build_message
 from multigres._cy.gatecore import CLOSED
+from multigres._cy.pgvalue import RowView
 from multigres.gateway.discovery import UNSHARDED
 from multigres.gateway.engine.result import Result
+from multigres.gateway.engine.vcursor import ShardQuery
 from multigres.gateway.plan import ShardedPlan
 from multigres.gateway.sharded import MULTI, SINGLE, ShardedState
 from multigres.sql.normalize import Normalized, StatementKind, TxVerb, normalize
@@ -107,11 +109,60 @@ def query(s: Session, msg: bytes) -> bool:
     vs = s.server.vschemas.current(s.database)
     if vs is None:
         return False
-    plan = s.server.shard_planner.plan(norm, s.database, vs)
+    collation = s.server.collations.get(s.database)
+    if collation is None:
+        _take(s, _learn_then_run(s, msg, norm))
+        return True
+    plan = s.server.shard_planner.plan(norm, s.database, vs, collation)
     if plan.passthrough:
         return False
     _take(s, run(s, plan, norm))
     return True
+
+
+async def ensure_collation(s: Session) -> str:
+    """The database's collation, asked of its unsharded tablegroup the first time (the
+    planner needs it: text merged at the gateway is ordered bytewise, as C orders it)."""
+    coll = s.server.collations.get(s.database)
+    if coll is not None:
+        return coll
+    st = s.sharded
+    assert st is not None and st.unsharded is not None
+    (res,) = await st.execute([ShardQuery(*st.unsharded, "SELECT datcollate FROM pg_database "
+                                          "WHERE datname = current_database()")])
+    coll = "C"
+    if res.rows:
+        value = RowView(res.rows[0])[0]
+        if value is not None:
+            coll = value.decode()
+    s.server.collations[s.database] = coll
+    return coll
+
+
+async def _learn_then_run(s: Session, msg: bytes, norm: Normalized) -> None:
+    try:
+        collation = await ensure_collation(s)
+    except PgError as e:
+        await _fail(s, e)
+        return
+    vs = s.server.vschemas.current(s.database)
+    if vs is None:
+        plan = None
+    else:
+        plan = s.server.shard_planner.plan(norm, s.database, vs, collation)
+    if plan is None or plan.passthrough:
+        # The session's own connection goes back to it, and the statement goes there as is.
+        st = s.sharded
+        assert st is not None
+        st.give_back()
+        up = s.upstream
+        if up is None:
+            await _fail(s, PgError("the session lost its pooler", codes.CONNECTION_FAILURE))
+            return
+        s.in_flight += 1
+        up.write(msg)
+        return
+    await run(s, plan, norm)
 
 
 def plan_of(s: Session, query: bytes) -> ShardedPlan | None:
@@ -121,9 +172,10 @@ def plan_of(s: Session, query: bytes) -> ShardedPlan | None:
     except ValueError:
         return None
     vs = s.server.vschemas.current(s.database)
-    if vs is None:
+    collation = s.server.collations.get(s.database)
+    if vs is None or collation is None:
         return None
-    return s.server.shard_planner.plan(norm, s.database, vs)
+    return s.server.shard_planner.plan(norm, s.database, vs, collation)
 
 
 def replay_setting(s: Session, msg: bytes) -> None:
@@ -216,7 +268,9 @@ async def execute_plan(s: Session, plan: ShardedPlan, bind: list[str]) -> Result
                 await st.finish(False)
         raise
     if implicit:
-        await st.finish(True)
+        partial = await st.finish(True)
+        if partial is not None:
+            raise partial
     s.counters.statements += 1
     return res
 
@@ -247,13 +301,12 @@ async def end_transaction(s: Session, msg: bytes, commit: bool) -> None:
     st = s.sharded
     assert st is not None
     failed = s.tx_status == _E
-    try:
-        await st.finish(commit and not failed)
-    except PgError as e:
-        # Some shards committed, others did not: roll back the unsharded tablegroup too and
-        # tell the client which.
-        _rollback_upstream(s, then=e.to_message() + build_ready_for_query(_I))
-        return
+    partial = await st.finish(commit and not failed)
+    if partial is not None:
+        # Some shards committed, some did not (mode MULTI): a WARNING names them, then the
+        # unsharded tablegroup commits too, as the shards after a failed one did.
+        partial.severity = partial.localized_severity = "WARNING"
+        s.send(partial.to_notice_message())
     up = s.upstream
     if up is None:
         s.send(build_command_complete("ROLLBACK" if failed or not commit else "COMMIT")

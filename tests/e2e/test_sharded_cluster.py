@@ -19,6 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from multigres._cy import vhash
+
 from tests.e2e.test_cluster_cli import Ports, _mg, _new_dir, _our_pids, _remove
 
 pytestmark = pytest.mark.integration
@@ -216,6 +218,8 @@ def test_single_mode_refuses_a_second_shard(loaded: Cluster) -> None:
 def test_vschema_change_is_seen_within_a_second(loaded: Cluster) -> None:
     doc = json.loads(VSCHEMA.read_text())
     doc["tables"]["audit_log"] = {"tablegroup": "shop", "type": "reference"}
+    doc["tables"]["ledger"] = {"tablegroup": "shop",
+                               "column_vindexes": [{"column": "id", "name": "hash"}]}
     path = loaded.dir / "vs2.json"
     path.write_text(json.dumps(doc))
     out = subprocess.run([sys.executable, "-m", "multigres.cli.main", "vschema", "apply",
@@ -305,3 +309,29 @@ def test_point_queries_take_the_direct_path(loaded: Cluster) -> None:
             assert _rows(gw, sql) == _rows(ref, sql)
     # The first query of each shard opens its connection through the engine; then direct.
     assert direct() - before >= 50
+
+
+def _shard_of(i: int) -> str:
+    (ksid,) = vhash.hash_ids([i])
+    return "-80" if ksid < b"\x80" else "80-"
+
+
+def test_a_partial_commit_is_a_warning_naming_the_shards(loaded: Cluster) -> None:
+    """Mode MULTI commits shard by shard: a deferred constraint that fails at COMMIT on one
+    shard leaves the other shard's rows committed, and the client is told which."""
+    ids_low = [i for i in range(1, 100) if _shard_of(i) == "-80"][:2]
+    ids_high = [i for i in range(1, 100) if _shard_of(i) == "80-"][:1]
+    notices: list[str] = []
+    with loaded.gateway() as gw:
+        gw.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        gw.execute("CREATE TABLE IF NOT EXISTS ledger (id bigint PRIMARY KEY, v int, "
+                   "CONSTRAINT ledger_v UNIQUE (v) DEFERRABLE INITIALLY DEFERRED)")
+        gw.execute("BEGIN")
+        # Two rows with the same v on shard -80 (fails at its COMMIT), one on 80-.
+        gw.execute(f"INSERT INTO ledger (id, v) VALUES ({ids_low[0]}, 5), ({ids_low[1]}, 5), "
+                   f"({ids_high[0]}, 7)")
+        gw.execute("COMMIT")
+        got = gw.execute("SELECT id FROM ledger ORDER BY id").fetchall()
+    assert got == [(ids_high[0],)]  # 80- committed, -80 did not
+    warning = " ".join(notices)
+    assert "committed on shards shop/80-" in warning and "not on shop/-80" in warning
