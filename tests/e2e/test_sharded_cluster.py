@@ -220,6 +220,10 @@ def test_vschema_change_is_seen_within_a_second(loaded: Cluster) -> None:
     doc["tables"]["audit_log"] = {"tablegroup": "shop", "type": "reference"}
     doc["tables"]["ledger"] = {"tablegroup": "shop",
                                "column_vindexes": [{"column": "id", "name": "hash"}]}
+    doc["tables"]["events"] = {"tablegroup": "shop",
+                               "column_vindexes": [{"column": "customer_id", "name": "hash"}],
+                               "auto_increment": {"column": "event_id",
+                                                  "sequence": "orders_id_seq"}}
     path = loaded.dir / "vs2.json"
     path.write_text(json.dumps(doc))
     out = subprocess.run([sys.executable, "-m", "multigres.cli.main", "vschema", "apply",
@@ -335,3 +339,16 @@ def test_a_partial_commit_is_a_warning_naming_the_shards(loaded: Cluster) -> Non
     assert got == [(ids_high[0],)]  # 80- committed, -80 did not
     warning = " ".join(notices)
     assert "committed on shards shop/80-" in warning and "not on shop/-80" in warning
+
+
+def test_identity_columns_take_the_sequences_values(loaded: Cluster) -> None:
+    """An auto-increment column declared GENERATED ALWAYS AS IDENTITY on the shards gets
+    the VSchema sequence's values (the shards' own identity sequences would collide)."""
+    with loaded.gateway() as gw:
+        gw.execute("CREATE SEQUENCE IF NOT EXISTS orders_id_seq INCREMENT BY 1000")
+        gw.execute("CREATE TABLE events (event_id bigint GENERATED ALWAYS AS IDENTITY, "
+                   "customer_id bigint NOT NULL, what text)")
+        gw.execute("INSERT INTO events (customer_id, what) VALUES (1, 'a'), (2, 'b'), "
+                   "(3, 'c'), (150, 'd')")
+        ids = [r[0] for r in gw.execute("SELECT event_id FROM events").fetchall()]
+    assert len(ids) == 4 and len(set(ids)) == 4

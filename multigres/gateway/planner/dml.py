@@ -264,6 +264,11 @@ def _plan_values(
                 per_row.append(tuple(_vindex_value(cv, c, out_cols, rvs, table)
                                      for c in cv.columns))
             vindexes.append((cv, tuple(per_row)))
+    if generated and stmt.override in (None, enums.OverridingKind.OVERRIDING_NOT_SET):
+        # The gateway writes values the column's default would have made: an identity
+        # column GENERATED ALWAYS takes them only with OVERRIDING SYSTEM VALUE (a plain
+        # column ignores the clause).
+        stmt.override = enums.OverridingKind.OVERRIDING_SYSTEM_VALUE
     prefix, suffix = _frame(stmt, out_cols)
     opcode = {"sharded": Opcode.SHARDED, "reference": Opcode.REFERENCE}.get(
         table.kind, Opcode.UNSHARDED
