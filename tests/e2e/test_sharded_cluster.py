@@ -20,7 +20,6 @@ import psycopg
 import pytest
 
 from multigres._cy import vhash
-
 from tests.e2e.test_cluster_cli import Ports, _mg, _new_dir, _our_pids, _remove
 
 pytestmark = pytest.mark.integration
@@ -308,7 +307,7 @@ def test_point_queries_take_the_direct_path(loaded: Cluster) -> None:
 
     before = direct()
     with loaded.gateway() as gw, loaded.direct(0, "reference") as ref:
-        for cid in list(range(1, 60)) + [9999]:
+        for cid in [*range(1, 60), 9999]:
             sql = f"SELECT customer_id, name, score FROM customers WHERE customer_id = {cid}"
             assert _rows(gw, sql) == _rows(ref, sql)
     # The first query of each shard opens its connection through the engine; then direct.
