@@ -316,6 +316,7 @@ def test_point_queries_take_the_direct_path(loaded: Cluster) -> None:
 
 def _shard_of(i: int) -> str:
     (ksid,) = vhash.hash_ids([i])
+    assert ksid is not None
     return "-80" if ksid < b"\x80" else "80-"
 
 
