@@ -7,6 +7,8 @@ result is compared with the same query on a plain Postgres database holding the 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -352,3 +354,34 @@ def test_identity_columns_take_the_sequences_values(loaded: Cluster) -> None:
                    "(3, 'c'), (150, 'd')")
         ids = [r[0] for r in gw.execute("SELECT event_id FROM events").fetchall()]
     assert len(ids) == 4 and len(set(ids)) == 4
+
+
+def test_a_shard_pooler_lost_and_back(loaded: Cluster) -> None:
+    """A shard's pooler dies: queries on that shard get a clear error (08006) once the
+    gateway's buffer time is up, the other shard keeps answering, and when the pooler is back
+    (`cluster start`) the same session uses that shard again. Runs last: it breaks a shard."""
+    on_low = next(i for i in range(1, 200) if _shard_of(i) == "-80")
+    on_high = next(i for i in range(1, 200) if _shard_of(i) == "80-")
+    sql = "SELECT customer_id FROM customers WHERE customer_id = {}"
+    state = json.loads((loaded.dir / "state.json").read_text())["processes"]
+    with loaded.gateway() as gw:
+        for _ in range(3):  # the shard connections open, then the direct path takes over
+            assert _rows(gw, sql.format(on_low)) == [(on_low,)]
+            assert _rows(gw, sql.format(on_high)) == [(on_high,)]
+        os.kill(state["pooler zone1-102"], signal.SIGKILL)  # the primary of shop/-80
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.errors.ConnectionFailure, match=r"shop/-80|pooler"):
+            for _ in range(3):  # the first may still be answered before the kill lands
+                _rows(gw, sql.format(on_low))
+        assert time.monotonic() - t0 < 60
+        assert _rows(gw, sql.format(on_high)) == [(on_high,)]  # the other shard still serves
+        _mg(loaded.dir, "start")  # brings the pooler back
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert _rows(gw, sql.format(on_low)) == [(on_low,)]
+                break
+            except psycopg.errors.ConnectionFailure:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
