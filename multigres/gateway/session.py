@@ -804,6 +804,9 @@ class Session(SessionCore):
             self.close()
             return
         err = self.pending_error
+        if (t == _Q and err is None and self.sharded is not None
+                and sharded_session.failed_query(self, rb.message_bytes())):
+            return
         if t == _Q:
             sql = rb.message_bytes()[5:-1].lstrip().lower()
             if self.failed_tx and err is None and sql.startswith(_END_TX_WORDS):

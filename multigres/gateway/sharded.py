@@ -34,6 +34,7 @@ from multigres.gateway.engine.sequence import SequenceAllocator
 from multigres.gateway.engine.vcursor import ShardQuery
 from multigres.gateway.shardconn import ShardConn
 from multigres.gateway.upstream import Upstream
+from multigres.sql.normalize import TxVerb
 from multigres.vschema.shardmap import ShardMap
 from multigres.wire import sqlstate as codes
 from multigres.wire.errors import PgError
@@ -80,6 +81,9 @@ class ShardedState:
         self.failed = False
         self.mode = MULTI
         self.touched: list[tuple[str, str]] = []  # shards in the transaction, in order
+        # The transaction's savepoints in effect, oldest first: (name, the client's SQL).
+        # A shard that joins later makes them too, so ROLLBACK TO undoes its work as well.
+        self.savepoints: list[tuple[str, str]] = []
 
     # -- VCursor ------------------------------------------------------------------------------
 
@@ -121,6 +125,8 @@ class ShardedState:
                     await conn.query(self.begin_sql or "BEGIN")
                     conn.in_tx = True
                     self.touched.append(key)
+                    for _name, sql in self.savepoints:
+                        await conn.query(sql)
                 for i in idx:
                     results[i] = await conn.query(queries[i].sql)
             except BaseException as e:  # reported once all have finished
@@ -140,6 +146,37 @@ class ShardedState:
     def begin(self, sql: str) -> None:
         self.begin_sql = sql
         self.failed = False
+        self.savepoints = []
+
+    def savepoints_note(self, verb: TxVerb, name: str, sql: str) -> None:
+        """A savepoint statement before any shard joined: only the stack changes (the
+        unsharded tablegroup runs it)."""
+        if verb == TxVerb.SAVEPOINT:
+            self.savepoints.append((name, sql))
+            return
+        for i in range(len(self.savepoints) - 1, -1, -1):
+            if self.savepoints[i][0] == name:
+                del self.savepoints[i + (verb == TxVerb.ROLLBACK_TO):]
+                break
+
+    async def savepoint(self, verb: str, name: str, sql: str) -> None:
+        """SAVEPOINT / RELEASE / ROLLBACK TO on every shard in the transaction (the session
+        sends the client's statement to the unsharded tablegroup after), and the stack kept
+        for shards that join later. ``verb``: savepoint, release or rollback_to."""
+        for key in self.touched:
+            conn = self._lent if key == self.unsharded and self._lent else self.conns.get(key)
+            if conn is not None and conn.in_tx:
+                await conn.query(sql)
+        if verb == "savepoint":
+            self.savepoints.append((name, sql))
+            return
+        for i in range(len(self.savepoints) - 1, -1, -1):
+            if self.savepoints[i][0] == name:
+                # RELEASE drops it and the later ones; ROLLBACK TO keeps it.
+                del self.savepoints[i + (verb == "rollback_to"):]
+                break
+        if verb == "rollback_to":
+            self.failed = False
 
     async def finish(self, commit: bool) -> PgError | None:
         """End the transaction on every shard it touched, one by one in the order they
@@ -150,6 +187,7 @@ class ShardedState:
         touched, self.touched = self.touched, []
         self.begin_sql = None
         self.implicit = False
+        self.savepoints = []
         failed, self.failed = self.failed, False
         commit = commit and not failed
         done: list[tuple[str, str]] = []

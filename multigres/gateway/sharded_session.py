@@ -14,6 +14,9 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
+
 from multigres._cy.buffer import build_message
 from multigres._cy.gatecore import CLOSED
 from multigres._cy.pgvalue import RowView
@@ -92,9 +95,20 @@ def query(s: Session, msg: bytes) -> bool:
         if verb == TxVerb.BEGIN:
             st.begin(sql.decode("utf-8", "replace"))
             return False
+        if verb in _SAVEPOINT_VERBS:
+            ops = _savepoint_ops(sql)
+            if ops is None or s.tx_status == _I:
+                return False  # Postgres answers (a syntax error, or outside a transaction)
+            if not st.touched:
+                for op_verb, name, op_sql in ops:
+                    st.savepoints_note(op_verb, name, op_sql)
+                return False
+            _take(s, _savepoint(s, msg, ops))
+            return True
         if not st.touched:
             if verb in _END:
                 st.begin_sql = None
+                st.savepoints = []
             return False
         if verb in _END:
             _take(s, end_transaction(s, msg, verb == TxVerb.COMMIT))
@@ -176,6 +190,82 @@ def plan_of(s: Session, query: bytes) -> ShardedPlan | None:
     if vs is None or collation is None:
         return None
     return s.server.shard_planner.plan(norm, s.database, vs, collation)
+
+
+_SAVEPOINT_VERBS = {TxVerb.SAVEPOINT: "savepoint", TxVerb.RELEASE: "release",
+                    TxVerb.ROLLBACK_TO: "rollback_to"}
+
+
+_SP_KINDS = {4: TxVerb.SAVEPOINT, 5: TxVerb.RELEASE, 6: TxVerb.ROLLBACK_TO}
+
+
+def _savepoint_ops(sql: bytes) -> list[tuple[TxVerb, str, str]] | None:
+    """(verb, name, SQL) of each statement of a string of savepoint statements (drivers send
+    ``ROLLBACK TO SAVEPOINT x; RELEASE SAVEPOINT x`` as one); None if it is anything else."""
+    text = sql.decode("utf-8", "replace")
+    try:
+        stmts = parse_sql(text)
+    except ParseError:
+        return None
+    ops = []
+    for raw in stmts:
+        stmt = raw.stmt
+        if not isinstance(stmt, ast.TransactionStmt) or stmt.kind is None:
+            return None
+        kind = int(stmt.kind)
+        if kind not in _SP_KINDS:
+            return None
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(text)
+        ops.append((_SP_KINDS[kind], str(stmt.savepoint_name),
+                    text[start:end].strip().rstrip(";")))
+    return ops or None
+
+
+async def _savepoint(s: Session, msg: bytes, ops: list[tuple[TxVerb, str, str]]) -> None:
+    """Savepoint statements in a transaction that touched shards: on every shard first,
+    then the client's own string on the unsharded tablegroup (its answer is theirs)."""
+    st = s.sharded
+    assert st is not None
+    try:
+        for verb, name, sql in ops:
+            await st.savepoint(_SAVEPOINT_VERBS[verb], name, sql)
+    except PgError as e:
+        await _fail(s, e)
+        return
+    if any(verb == TxVerb.ROLLBACK_TO for verb, _, _ in ops) and s.failed_tx:
+        s.failed_tx = False  # the transaction is usable again, as on Postgres
+    st.give_back()
+    up = s.upstream
+    if up is None:
+        await _fail(s, PgError("the session lost its pooler", codes.CONNECTION_FAILURE))
+        return
+    s.in_flight += 1
+    up.write(msg)
+
+
+def failed_query(s: Session, msg: bytes) -> bool:
+    """A Query while the transaction failed after an error on a shard, with savepoints in
+    effect (the shards' transactions are still open: ROLLBACK TO can recover, as on
+    Postgres). False: the session answers as for any failed transaction."""
+    st = s.sharded
+    if st is None or not st.failed or not st.savepoints:
+        return False
+    try:
+        norm = normalize(msg[5:-1])
+    except ValueError:
+        return False
+    if norm.kind == StatementKind.TRANSACTION and norm.tx_verb == TxVerb.ROLLBACK_TO:
+        ops = _savepoint_ops(msg[5:-1])
+        if ops is not None:
+            _take(s, _savepoint(s, msg, ops))
+            return True
+    if norm.kind == StatementKind.TRANSACTION and norm.tx_verb in _END:
+        # COMMIT of a failed transaction rolls back, as Postgres does (and says ROLLBACK).
+        s.failed_tx = False
+        _take(s, end_transaction(s, build_query("ROLLBACK"), False))
+        return True
+    return False
 
 
 def replay_setting(s: Session, msg: bytes) -> None:
@@ -280,7 +370,14 @@ async def _fail(s: Session, err: PgError) -> None:
     if s.tx_status != _T:
         s.send(err.to_message() + build_ready_for_query(s.tx_status))
         return
-    await fail_transaction(s)
+    st = s.sharded
+    if st is not None and st.savepoints:
+        # A savepoint may recover it: keep every transaction open, answer 25P02 until
+        # ROLLBACK TO (or the end), as Postgres does (failed_query).
+        st.failed = True
+        s.failed_tx = True
+    else:
+        await fail_transaction(s)
     s.send(err.to_message() + build_ready_for_query(_E))
 
 

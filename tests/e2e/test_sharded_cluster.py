@@ -356,6 +356,27 @@ def test_identity_columns_take_the_sequences_values(loaded: Cluster) -> None:
     assert len(ids) == 4 and len(set(ids)) == 4
 
 
+def test_savepoints_across_shards(loaded: Cluster) -> None:
+    """Nested transaction blocks (psycopg's, as ORMs use them) are savepoints: an error inside
+    one rolls back to it on every shard, and the outer transaction goes on, as on Postgres."""
+    low = [i for i in range(5000, 5200) if _shard_of(i) == "-80"][:2]
+    high = [i for i in range(5000, 5200) if _shard_of(i) == "80-"][:2]
+    ins = f"INSERT INTO customers {COLS} VALUES ({{}}, 'sp{{}}@example.com', 'sp', NULL, 0)"
+    with loaded.gateway() as gw:
+        with gw.transaction():
+            gw.execute(ins.format(low[0], low[0]))
+            with pytest.raises(psycopg.errors.UniqueViolation), gw.transaction():
+                gw.execute(ins.format(high[0], high[0]))  # kept? no: rolled back with it
+                gw.execute(ins.format(low[0], "dup"))  # a duplicate key on -80
+            with gw.transaction():
+                gw.execute(ins.format(high[1], high[1]))
+            gw.execute(ins.format(low[1], low[1]))
+        got = [r[0] for r in gw.execute("SELECT customer_id FROM customers WHERE name = 'sp' "
+                                        "ORDER BY 1").fetchall()]
+        gw.execute("DELETE FROM customers WHERE name = 'sp'")
+    assert got == sorted([low[0], low[1], high[1]])
+
+
 def test_a_shard_pooler_lost_and_back(loaded: Cluster) -> None:
     """A shard's pooler dies: queries on that shard get a clear error (08006) once the
     gateway's buffer time is up, the other shard keeps answering, and when the pooler is back
