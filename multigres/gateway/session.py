@@ -204,7 +204,9 @@ class Session(SessionCore):
                 up.abort()
             elif (self.tx_status == _I and not self.failed_tx and not self.pinned
                   and not self.replay and self.awaiting_set is None and not up.closed
-                  and not self.divert):
+                  and not self.divert and not self.busy and up.sink is self):
+                # (busy, or another sink: the engine has it lent, maybe mid-statement: it
+                # must not reach another session)
                 # Nothing of this session stays on the pooler's side: the next session with
                 # the same login takes the connection (no second login at the pooler).
                 self.server.park_upstream(self.login_key, up)
