@@ -52,6 +52,18 @@ cdef bint _has(const char *p, Py_ssize_t n, const char *needle, Py_ssize_t k) no
     return False
 
 
+cdef bint _cache_hit(object plans, bytes text, object extra) except -1:
+    """PlanCache.get without its Python frame (a hit: the entry's reference bit and the hit
+    count, as get() does; a miss counts nothing). It reads the cache's entries the way
+    multigres/sql/plancache.py lays them out: a dict from (extra, text) to [plan, ref, ...]."""
+    cdef object entry = (<dict?>plans._entries).get(text if extra is None else (extra, text))
+    if entry is None:
+        return False
+    (<list?>entry)[1] = True
+    plans.hits += 1
+    return True
+
+
 def scan_client(bytes data, object plans=None, object extra=None):
     """See scan_client_c."""
     return scan_client_c(data, plans, extra)
@@ -94,9 +106,8 @@ cdef Py_ssize_t scan_client_c(bytes data, object plans, object extra) except -2:
                                          True)
                 except ValueError:
                     return -1
-                if plans.get(norm.text, extra) is None:
-                    plans.misses -= 1  # the session plans it, and counts the miss then
-                    return -1
+                if not _cache_hit(plans, norm.text, extra):
+                    return -1  # the session plans it (and counts the miss then)
             count += 1
         elif t == b'S' or t == b'F':
             count += 1

@@ -28,7 +28,9 @@ P = TypeVar("P")
 
 DEFAULT_MAX_ENTRIES = 5000
 
-# An entry is a list (mutable in place, small): [plan, referenced, cost, key].
+# An entry is a list (mutable in place, small): [plan, referenced, cost, key]. The gateway's
+# C scanner (pyx/gatescan.pyx, _cache_hit) looks entries up in ``_entries`` directly, with
+# this layout: change both together.
 _PLAN = 0
 _REF = 1
 _COST = 2
