@@ -165,18 +165,23 @@ async def _learn_then_run(s: Session, msg: bytes, norm: Normalized) -> None:
     else:
         plan = s.server.shard_planner.plan(norm, s.database, vs, collation)
     if plan is None or plan.passthrough:
-        # The session's own connection goes back to it, and the statement goes there as is.
-        st = s.sharded
-        assert st is not None
-        st.give_back()
-        up = s.upstream
-        if up is None:
-            await _fail(s, PgError("the session lost its pooler", codes.CONNECTION_FAILURE))
-            return
-        s.in_flight += 1
-        up.write(msg)
+        await _to_unsharded(s, msg)
         return
     await run(s, plan, norm)
+
+
+async def _to_unsharded(s: Session, msg: bytes) -> None:
+    """The client's own message to the unsharded tablegroup's pooler (its answer goes to the
+    client), once the engine has given the session's connection back."""
+    st = s.sharded
+    assert st is not None
+    st.give_back()
+    up = s.upstream
+    if up is None:
+        await _fail(s, PgError("the session lost its pooler", codes.CONNECTION_FAILURE))
+        return
+    s.in_flight += 1
+    up.write(msg)
 
 
 def plan_of(s: Session, query: bytes) -> ShardedPlan | None:
@@ -235,13 +240,7 @@ async def _savepoint(s: Session, msg: bytes, ops: list[tuple[TxVerb, str, str]])
         return
     if any(verb == TxVerb.ROLLBACK_TO for verb, _, _ in ops) and s.failed_tx:
         s.failed_tx = False  # the transaction is usable again, as on Postgres
-    st.give_back()
-    up = s.upstream
-    if up is None:
-        await _fail(s, PgError("the session lost its pooler", codes.CONNECTION_FAILURE))
-        return
-    s.in_flight += 1
-    up.write(msg)
+    await _to_unsharded(s, msg)
 
 
 def failed_query(s: Session, msg: bytes) -> bool:

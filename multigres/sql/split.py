@@ -23,6 +23,58 @@ def _skip_dollar(sql: str, i: int) -> int | None:
     return n if end < 0 else end + len(tag)
 
 
+def skip_token(sql: str, i: int) -> int | None:
+    """If a string ('...', E'...'), a quoted identifier, a comment (-- or nested /* */) or a
+    dollar-quoted body starts at ``i``, the index just after it; else None. What a scanner
+    that looks for ``;`` or ``$n`` must step over."""
+    n = len(sql)
+    c = sql[i]
+    if c == "'" or (c in "eE" and i + 1 < n and sql[i + 1] == "'"
+                    and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_"))):
+        backslash = c != "'"
+        i += 1 if c == "'" else 2
+        while i < n:
+            if backslash and sql[i] == "\\":
+                i += 2
+                continue
+            if sql[i] == "'":
+                if i + 1 < n and sql[i + 1] == "'":
+                    i += 2
+                    continue
+                break
+            i += 1
+        return min(i + 1, n)
+    if c == '"':
+        i += 1
+        while i < n:
+            if sql[i] == '"':
+                if i + 1 < n and sql[i + 1] == '"':
+                    i += 2
+                    continue
+                break
+            i += 1
+        return min(i + 1, n)
+    if c == "-" and sql.startswith("--", i):
+        nl = sql.find("\n", i)
+        return n if nl < 0 else nl + 1
+    if c == "/" and sql.startswith("/*", i):
+        depth = 1
+        i += 2
+        while i < n and depth:
+            if sql.startswith("/*", i):
+                depth += 1
+                i += 2
+            elif sql.startswith("*/", i):
+                depth -= 1
+                i += 2
+            else:
+                i += 1
+        return i
+    if c == "$":
+        return _skip_dollar(sql, i)
+    return None
+
+
 def split_statements(sql: str) -> list[str]:
     """The statements of ``sql``, stripped, without their ';' (empty ones dropped)."""
     out: list[str] = []
@@ -30,51 +82,10 @@ def split_statements(sql: str) -> list[str]:
     i = 0
     n = len(sql)
     while i < n:
-        c = sql[i]
-        if c == "'" or (c in "eE" and i + 1 < n and sql[i + 1] == "'"
-                        and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_"))):
-            backslash = c != "'"
-            i += 1 if c == "'" else 2
-            while i < n:
-                if backslash and sql[i] == "\\":
-                    i += 2
-                    continue
-                if sql[i] == "'":
-                    if i + 1 < n and sql[i + 1] == "'":
-                        i += 2
-                        continue
-                    break
-                i += 1
-            i += 1
-        elif c == '"':
-            i += 1
-            while i < n:
-                if sql[i] == '"':
-                    if i + 1 < n and sql[i + 1] == '"':
-                        i += 2
-                        continue
-                    break
-                i += 1
-            i += 1
-        elif c == "-" and sql.startswith("--", i):
-            nl = sql.find("\n", i)
-            i = n if nl < 0 else nl + 1
-        elif c == "/" and sql.startswith("/*", i):
-            depth = 1
-            i += 2
-            while i < n and depth:
-                if sql.startswith("/*", i):
-                    depth += 1
-                    i += 2
-                elif sql.startswith("*/", i):
-                    depth -= 1
-                    i += 2
-                else:
-                    i += 1
-        elif c == "$":
-            end = _skip_dollar(sql, i)
-            i = end if end is not None else i + 1
-        elif c == ";":
+        end = skip_token(sql, i)
+        if end is not None:
+            i = end
+        elif sql[i] == ";":
             stmt = sql[start:i].strip()
             if stmt:
                 out.append(stmt)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from multigres.sql.split import skip_token
+
 
 class Template:
     """``Template("SELECT * FROM t WHERE id = $1")``. ``render(bind)`` puts ``bind[N-1]``
@@ -48,39 +50,14 @@ class Template:
 
 
 def _split(sql: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The text between the ``$n`` placeholders, and their numbers (strings, quoted names,
+    comments and dollar-quoted bodies are stepped over: a ``$1`` there is text)."""
     parts: list[str] = []
     params: list[int] = []
     start = i = 0
     n = len(sql)
     while i < n:
-        c = sql[i]
-        if c == "'":
-            # E'...' takes backslash escapes; a plain string only doubles quotes.
-            escapes = i > 0 and sql[i - 1] in "eE" and (i < 2 or not _ident_char(sql[i - 2]))
-            i += 1
-            while i < n:
-                if escapes and sql[i] == "\\":
-                    i += 2
-                    continue
-                if sql[i] == "'":
-                    if i + 1 < n and sql[i + 1] == "'":
-                        i += 2
-                        continue
-                    break
-                i += 1
-            i += 1
-        elif c == '"':
-            i = sql.find('"', i + 1)
-            while 0 <= i < n - 1 and sql[i + 1] == '"':
-                i = sql.find('"', i + 2)
-            i = n if i < 0 else i + 1
-        elif c == "-" and sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif c == "/" and sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-        elif c == "$":
+        if sql[i] == "$":
             j = i + 1
             while j < n and sql[j].isdigit():
                 j += 1
@@ -89,18 +66,8 @@ def _split(sql: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
                 params.append(int(sql[i + 1:j]))
                 start = i = j
                 continue
-            # $tag$ ... $tag$ (a tag does not start with a digit)
-            k = j
-            while k < n and _ident_char(sql[k]):
-                k += 1
-            if j == i + 1 and k < n and sql[k] == "$" and (i == 0 or not _ident_char(sql[i - 1])):
-                tag = sql[i:k + 1]
-                end = sql.find(tag, k + 1)
-                i = n if end < 0 else end + len(tag)
-            else:
-                i = j if j > i + 1 else i + 1
-        else:
-            i += 1
+        end = skip_token(sql, i)
+        i = end if end is not None else i + 1
     parts.append(sql[start:])
     return tuple(parts), tuple(params)
 
