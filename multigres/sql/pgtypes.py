@@ -99,7 +99,7 @@ COLLATED_TYPES: Final = frozenset({25, 1043, 1042, 19})
 _BYTEWISE_COLLATIONS: Final = frozenset({"C", "POSIX", "ucs_basic"})
 
 # Aggregate function names (as pglast gives them, lower case) -> kind. ``every`` is bool_and.
-_AGGREGATES: Final[dict[str, AggKind]] = {
+AGGREGATES: Final[dict[str, AggKind]] = {
     "count": AggKind.COUNT,
     "sum": AggKind.SUM,
     "min": AggKind.MIN,
@@ -156,7 +156,7 @@ def sort_key(
 
 def aggregate(name: str, input_oid: int = 0, delimiter: bytes | None = None) -> AggSpec:
     """The ``AggSpec`` of ``name(x)`` over a column of ``input_oid`` (``count(*)``: 0)."""
-    kind = _AGGREGATES.get(name.lower())
+    kind = AGGREGATES.get(name.lower())
     if kind is None:
         raise UnsupportedType(f"aggregate {name}() cannot be merged across shards")
     return AggSpec(kind, input_oid, delimiter)

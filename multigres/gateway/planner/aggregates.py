@@ -30,19 +30,10 @@ from pglast import ast
 
 from multigres._cy.pgvalue import AggKind
 from multigres.gateway.planner.nodes import Node, func_name, is_, walk
+from multigres.sql.pgtypes import AGGREGATES
 
-MERGEABLE: Final[dict[str, AggKind]] = {
-    "count": AggKind.COUNT,
-    "sum": AggKind.SUM,
-    "min": AggKind.MIN,
-    "max": AggKind.MAX,
-    "avg": AggKind.AVG,
-    "bool_and": AggKind.BOOL_AND,
-    "every": AggKind.BOOL_AND,
-    "bool_or": AggKind.BOOL_OR,
-    "string_agg": AggKind.STRING_AGG,
-    "array_agg": AggKind.ARRAY_AGG,
-}
+# The aggregates the gateway merges from per-shard partials (pgvalue's kinds).
+MERGEABLE: Final[dict[str, AggKind]] = AGGREGATES
 
 # Postgres's other built-in aggregates: recognized so that they are refused across shards
 # rather than mistaken for plain functions.
