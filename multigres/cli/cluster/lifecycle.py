@@ -225,7 +225,12 @@ def _start_shard(
     if not pinst.is_running():
         pinst.start()
         started.instances.append(pinst)
-    _same_verifier(pinst, primary.database, verifiers)
+    try:
+        _same_verifier(pinst, primary.database, verifiers)
+    except psycopg.Error as e:
+        # Not fatal: only logins through the gateway to this shard are affected.
+        say(f"warning: could not align the superuser's password verifier on {primary.name}: "
+            f"{str(e).strip()}")
     say(f"postgres    {primary.name}  {cfg.pg_listen}:{pinst.spec.port}  primary")
     replicas = [p for p in plans if p.name != primary.name]
     for p in replicas:
