@@ -108,49 +108,15 @@ def remove_comments(stmt: str) -> str:
     n = len(stmt)
     start = 0
     while i < n:
-        c = stmt[i]
-        if c == "'" or c == '"':
-            # Skip the quoted text ('' or "" inside is a doubled quote; backslash escapes
-            # only in E'...' strings).
-            backslash = c == "'" and i > 0 and stmt[i - 1] in "eE" and (
-                i == 1 or not (stmt[i - 2].isalnum() or stmt[i - 2] == "_"))
+        end = skip_token(stmt, i)
+        if end is None:
             i += 1
-            while i < n:
-                if backslash and stmt[i] == "\\":
-                    i += 2
-                    continue
-                if stmt[i] == c:
-                    if i + 1 < n and stmt[i + 1] == c:
-                        i += 2
-                        continue
-                    break
-                i += 1
-            i += 1
-        elif c == "$":
-            end = _skip_dollar(stmt, i)
-            i = end if end is not None else i + 1
-        elif stmt.startswith("--", i):
+            continue
+        if stmt.startswith(("--", "/*"), i):
             out.append(stmt[start:i])
-            nl = stmt.find("\n", i)
-            i = start = n if nl < 0 else nl + 1
             out.append(" ")
-        elif stmt.startswith("/*", i):
-            out.append(stmt[start:i])
-            depth = 1
-            i += 2
-            while i < n and depth:
-                if stmt.startswith("/*", i):
-                    depth += 1
-                    i += 2
-                elif stmt.startswith("*/", i):
-                    depth -= 1
-                    i += 2
-                else:
-                    i += 1
-            start = i
-            out.append(" ")
-        else:
-            i += 1
+            start = end
+        i = end
     out.append(stmt[start:])
     return "".join(out).strip()
 
