@@ -6,6 +6,7 @@ result is compared with the same query on a plain Postgres database holding the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -76,27 +77,39 @@ class Cluster:
                                connect_timeout=10, autocommit=True)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def apply_vschema(cluster_dir: Path, path: Path) -> None:
+    """`multigres vschema apply` as a user runs it."""
+    out = subprocess.run([sys.executable, "-m", "multigres.cli.main", "vschema", "apply",
+                          "--dir", str(cluster_dir), str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+@contextlib.contextmanager
+def sharded_cluster(workdir: Path, vschema: Path) -> Iterator[Cluster]:
+    """The example cluster on free ports, with ``vschema`` applied; stopped (and checked to
+    leave no process) at the end."""
     d = _new_dir()
     try:
         ports = Ports.pick(6)
-        cfg = tmp_path_factory.mktemp("sharded") / "sharded.yaml"
+        cfg = workdir / "sharded.yaml"
         cfg.write_text(_sharded_config(ports))
         _mg(d, "init", "--config", str(cfg))
         _mg(d, "start")
-        out = subprocess.run([sys.executable, "-m", "multigres.cli.main", "vschema", "apply",
-                              "--dir", str(d), str(VSCHEMA)],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        c = Cluster(d, ports)
-        with c.direct(0) as conn:
-            conn.execute("CREATE DATABASE reference")
-        yield c
+        apply_vschema(d, vschema)
+        yield Cluster(d, ports)
         _mg(d, "stop")
         assert _our_pids(d) == []
     finally:
         _remove(d)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with sharded_cluster(tmp_path_factory.mktemp("sharded"), VSCHEMA) as c:
+        with c.direct(0) as conn:
+            conn.execute("CREATE DATABASE reference")
+        yield c
 
 
 def _both(c: Cluster, statements: list[str]) -> None:
@@ -227,10 +240,7 @@ def test_vschema_change_is_seen_within_a_second(loaded: Cluster) -> None:
                                                   "sequence": "orders_id_seq"}}
     path = loaded.dir / "vs2.json"
     path.write_text(json.dumps(doc))
-    out = subprocess.run([sys.executable, "-m", "multigres.cli.main", "vschema", "apply",
-                          "--dir", str(loaded.dir), str(path)],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    apply_vschema(loaded.dir, path)
     time.sleep(1.0)
     with loaded.gateway() as gw:
         gw.execute("CREATE TABLE audit_log (id int)")

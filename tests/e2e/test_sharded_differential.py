@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,8 +22,7 @@ import psycopg
 import pytest
 
 from multigres.vschema.model import VSchema
-from tests.e2e.test_cluster_cli import Ports, _mg, _new_dir, _our_pids, _remove
-from tests.e2e.test_sharded_cluster import Cluster, _sharded_config
+from tests.e2e.test_sharded_cluster import Cluster, sharded_cluster
 from tests.integration.sharding.querygen import QueryGen
 from tests.integration.sharding.schema import DDL, VSCHEMA_PATH, Data
 
@@ -51,26 +48,12 @@ def _vschema_doc() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Data]]:
-    d = _new_dir()
-    try:
-        ports = Ports.pick(6)
-        tmp = tmp_path_factory.mktemp("sharded_diff")
-        (tmp / "sharded.yaml").write_text(_sharded_config(ports))
-        (tmp / "vschema.json").write_text(json.dumps(_vschema_doc()))
-        _mg(d, "init", "--config", str(tmp / "sharded.yaml"))
-        _mg(d, "start")
-        out = subprocess.run([sys.executable, "-m", "multigres.cli.main", "vschema", "apply",
-                              "--dir", str(d), str(tmp / "vschema.json")],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        c = Cluster(d, ports)
+    tmp = tmp_path_factory.mktemp("sharded_diff")
+    (tmp / "vschema.json").write_text(json.dumps(_vschema_doc()))
+    with sharded_cluster(tmp, tmp / "vschema.json") as c:
         data = Data(VSchema.parse(_vschema_doc()))
         _load(c, data)
         yield c, data
-        _mg(d, "stop")
-        assert _our_pids(d) == []
-    finally:
-        _remove(d)
 
 
 def _load(c: Cluster, data: Data) -> None:

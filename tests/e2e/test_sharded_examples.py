@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from multigres.pgctld.binaries import find_bin_dir
-from tests.e2e.test_cluster_cli import Ports, _mg, _new_dir, _our_pids, _remove
-from tests.e2e.test_sharded_cluster import Cluster, _rows, _sharded_config
+from tests.e2e.test_sharded_cluster import Cluster, _rows, sharded_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -23,22 +21,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    d = _new_dir()
-    try:
-        ports = Ports.pick(6)
-        cfg = tmp_path_factory.mktemp("examples") / "sharded.yaml"
-        cfg.write_text(_sharded_config(ports))
-        _mg(d, "init", "--config", str(cfg))
-        _mg(d, "start")
-        out = subprocess.run([sys.executable, "-m", "multigres.cli.main", "vschema", "apply",
-                              "--dir", str(d), str(EXAMPLES / "vschema_sharded.json")],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        yield Cluster(d, ports)
-        _mg(d, "stop")
-        assert _our_pids(d) == []
-    finally:
-        _remove(d)
+    with sharded_cluster(tmp_path_factory.mktemp("examples"),
+                         EXAMPLES / "vschema_sharded.json") as c:
+        yield c
 
 
 def _psql(c: Cluster, file: Path) -> str:
