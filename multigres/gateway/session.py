@@ -174,7 +174,6 @@ class Session(SessionCore):
         # A sharded database: the shards the engine uses, the transaction across them.
         self.sharded: ShardedState | None = None
         self.divert = False
-        self.divert_then = b""  # for the client once the diverted answer is in
         self.idle: asyncio.Future[None] | None = None  # set when nothing is in flight
         self.ext: ExtState | None = None  # the extended protocol's engine statements
         self.shard_tables = {}
@@ -895,9 +894,6 @@ class Session(SessionCore):
                 if self.in_flight:
                     self.in_flight -= 1
                 self.divert = False
-                then, self.divert_then = self.divert_then, b""
-                if then:
-                    self.send(then)
                 return True
             rb.discard_message()
         return False

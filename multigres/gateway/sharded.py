@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from multigres._cy.gatecore import ShardTable
 from multigres.gateway.engine.result import Result
@@ -149,8 +148,9 @@ class ShardedState:
         self.savepoints = []
 
     def savepoints_note(self, verb: TxVerb, name: str, sql: str) -> None:
-        """A savepoint statement before any shard joined: only the stack changes (the
-        unsharded tablegroup runs it)."""
+        """The stack after a savepoint statement (alone: one before any shard joined, which
+        only the unsharded tablegroup runs). RELEASE drops the savepoint and the later ones;
+        ROLLBACK TO keeps it."""
         if verb == TxVerb.SAVEPOINT:
             self.savepoints.append((name, sql))
             return
@@ -159,23 +159,16 @@ class ShardedState:
                 del self.savepoints[i + (verb == TxVerb.ROLLBACK_TO):]
                 break
 
-    async def savepoint(self, verb: str, name: str, sql: str) -> None:
+    async def savepoint(self, verb: TxVerb, name: str, sql: str) -> None:
         """SAVEPOINT / RELEASE / ROLLBACK TO on every shard in the transaction (the session
         sends the client's statement to the unsharded tablegroup after), and the stack kept
-        for shards that join later. ``verb``: savepoint, release or rollback_to."""
+        for shards that join later."""
         for key in self.touched:
             conn = self._lent if key == self.unsharded and self._lent else self.conns.get(key)
             if conn is not None and conn.in_tx:
                 await conn.query(sql)
-        if verb == "savepoint":
-            self.savepoints.append((name, sql))
-            return
-        for i in range(len(self.savepoints) - 1, -1, -1):
-            if self.savepoints[i][0] == name:
-                # RELEASE drops it and the later ones; ROLLBACK TO keeps it.
-                del self.savepoints[i + (verb == "rollback_to"):]
-                break
-        if verb == "rollback_to":
+        self.savepoints_note(verb, name, sql)
+        if verb == TxVerb.ROLLBACK_TO:
             self.failed = False
 
     async def finish(self, commit: bool) -> PgError | None:
@@ -278,11 +271,3 @@ class ShardedState:
                 del self._opening[key]
             return conn
         return await fut
-
-
-def describe_state(state: ShardedState | None) -> dict[str, Any]:
-    """For SHOW SESSIONS / the status page: the shards a session holds connections to."""
-    if state is None:
-        return {}
-    return {"shards": sorted(f"{tg}/{s}" for tg, s in state.conns),
-            "transaction": state.begin_sql is not None, "mode": state.mode}

@@ -197,8 +197,7 @@ def plan_of(s: Session, query: bytes) -> ShardedPlan | None:
     return s.server.shard_planner.plan(norm, s.database, vs, collation)
 
 
-_SAVEPOINT_VERBS = {TxVerb.SAVEPOINT: "savepoint", TxVerb.RELEASE: "release",
-                    TxVerb.ROLLBACK_TO: "rollback_to"}
+_SAVEPOINT_VERBS = frozenset({TxVerb.SAVEPOINT, TxVerb.RELEASE, TxVerb.ROLLBACK_TO})
 
 
 _SP_KINDS = {4: TxVerb.SAVEPOINT, 5: TxVerb.RELEASE, 6: TxVerb.ROLLBACK_TO}
@@ -234,7 +233,7 @@ async def _savepoint(s: Session, msg: bytes, ops: list[tuple[TxVerb, str, str]])
     assert st is not None
     try:
         for verb, name, sql in ops:
-            await st.savepoint(_SAVEPOINT_VERBS[verb], name, sql)
+            await st.savepoint(verb, name, sql)
     except PgError as e:
         await _fail(s, e)
         return
@@ -413,16 +412,13 @@ async def end_transaction(s: Session, msg: bytes, commit: bool) -> None:
     up.write(msg)
 
 
-def _rollback_upstream(s: Session, then: bytes = b"") -> None:
+def _rollback_upstream(s: Session) -> None:
     """Roll back the unsharded tablegroup's transaction; its answer is the session's own
-    (``divert``), and ``then`` goes to the client after it."""
+    (``divert``), not the client's."""
     up = s.upstream
     if up is None:
-        if then:
-            s.send(then)
         return
     s.divert = True
-    s.divert_then = then
     s.in_flight += 1
     up.write(build_query("ROLLBACK"))
 
