@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import pytest
 from multigres.cli.cluster import lifecycle, services
 from multigres.cli.cluster.config import ConfigError, parse
 from multigres.cli.cluster.state import ClusterPaths
-from multigres.netutil import free_port, port_in_use
+from multigres.netutil import port_in_use
 from multigres.procutil import pid_alive
 
 pytestmark = pytest.mark.integration
@@ -51,20 +52,33 @@ class Ports:
 
     @classmethod
     def pick(cls, n: int) -> Ports:
+        """Runs of ports below the kernel's ephemeral range: a port from that range (what
+        binding to port 0 gives) can be taken by any outgoing connection (a pooler's to
+        Postgres, a client's to etcd) between picking it and the server binding it."""
         taken: set[int] = set()
+        low = _ephemeral_low()
 
         def run(size: int) -> int:
             for _ in range(100):
-                base = free_port()
+                base = random.randrange(PORTS_FROM, low - size)
                 ports = set(range(base, base + size))
-                if base + size < 65000 and not ports & taken and not any(
-                    port_in_use(p) for p in ports
-                ):
+                if not ports & taken and not any(port_in_use(p) for p in ports):
                     taken.update(ports)
                     return base
             raise RuntimeError("no run of free ports")
 
         return cls(run(1), run(1), run(n), run(n), run(n), run(n), run(1), run(1))
+
+
+PORTS_FROM = 20000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (32768 if unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _config(ports: Ports, instances: int = 3, num_sync: int = 1, extra_settings: str = "") -> str:
