@@ -37,7 +37,7 @@ HOST = "127.0.0.1"
 
 DEFAULT_PGBOUNCER = "/usr/sbin/pgbouncer"
 DEFAULT_MULTIPOOLER_CMD = (
-    ".venv/bin/multipooler --listen 127.0.0.1:{port} --pg-host 127.0.0.1 --pg-port {pg_port}"
+    ".venv/bin/multipooler --listen 127.0.0.1:{port} --pg-host {pg_host} --pg-port {pg_port}"
     " --pg-user postgres --pg-password {password} --pg-database postgres"
     " --pool-size {pool_size} --max-client-conn {max_clients} --auth {auth} --userlist {userlist}"
 )
@@ -104,14 +104,23 @@ def wait_connectable(
 class PostgresServer:
     """The Postgres every target reaches, made with pgctld (initdb, config, start/stop)."""
 
-    def __init__(self, base: Path, *, max_connections: int, auth: str) -> None:
+    def __init__(
+        self, base: Path, *, max_connections: int, auth: str, socket: bool = False
+    ) -> None:
         self.auth = auth
+        # With ``socket``, Postgres also listens on a Unix socket in this directory, and the
+        # proxies reach it there (as a pooler beside its Postgres does); pgbench's direct
+        # runs stay on TCP, as clients on other hosts would.
+        self.socket_dir = base / "pgsock" if socket else None
+        settings = {**PG_SETTINGS, "max_connections": str(max_connections)}
+        if self.socket_dir is not None:
+            settings["unix_socket_directories"] = str(self.socket_dir)
         self.spec = InstanceSpec(
             name="bench",
             port=free_port(),
             password=PASSWORD,
             superuser=USER,
-            settings={**PG_SETTINGS, "max_connections": str(max_connections)},
+            settings=settings,
         )
         self.inst_dir = base / "postgres"
         self.inst: PgInstance | None = None
@@ -120,22 +129,34 @@ class PostgresServer:
     def port(self) -> int:
         return self.spec.port
 
+    @property
+    def proxy_host(self) -> str:
+        """Where the proxies reach Postgres: the socket directory, or the loopback address."""
+        return str(self.socket_dir) if self.socket_dir is not None else HOST
+
     def start(self) -> None:
         self.inst = PgInstance.create(self.inst_dir, self.spec, no_sync=True)
+        if self.socket_dir is not None:
+            self.socket_dir.mkdir()
+            self.inst.run_as.chown_tree(self.socket_dir)  # pgctld adds its `local` hba line
         self.inst.start()
         if self.auth == "md5":
             self._switch_to_md5()
 
-    def _switch_to_md5(self) -> None:
-        """Store the password as md5 and make pg_hba ask for md5 (pgctld writes SCRAM)."""
+    def _write_hba(self, method: str) -> None:
         assert self.inst is not None
         hba = self.inst.data_dir / "pg_hba.conf"
+        local = f"local all all {method}\n" if self.socket_dir is not None else ""
         hba.write_text(
-            "# Written by bench/pgbench_compare --auth md5.\n"
-            "host all all 127.0.0.1/32 md5\n"
-            "host all all ::1/128 md5\n"
+            f"# Written by bench/pgbench_compare.\n{local}"
+            f"host all all 127.0.0.1/32 {method}\n"
+            f"host all all ::1/128 {method}\n"
         )
         self.inst.run_as.chown_tree(hba)
+
+    def _switch_to_md5(self) -> None:
+        """Store the password as md5 and make pg_hba ask for md5 (pgctld writes SCRAM)."""
+        self._write_hba("md5")
         with self.connect() as conn:
             conn.execute("SET password_encryption = 'md5'")
             conn.execute(f"ALTER ROLE {USER} PASSWORD '{PASSWORD}'")
@@ -303,7 +324,7 @@ class PgBouncer(ProxyTarget):
         self.ini.write_text(
             f"""\
 [databases]
-{DATABASE} = host={HOST} port={self.pg.port} dbname={DATABASE}
+{DATABASE} = host={self.pg.proxy_host} port={self.pg.port} dbname={DATABASE}
 
 [pgbouncer]
 listen_addr = {HOST}
@@ -386,7 +407,7 @@ class Multipooler(ProxyTarget):
         fields = {
             "port": self.port,
             "host": HOST,
-            "pg_host": HOST,
+            "pg_host": self.pg.proxy_host,
             "pg_port": self.pg.port,
             "pool_size": self.pool_size,
             "max_clients": self.max_clients,

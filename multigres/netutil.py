@@ -63,3 +63,43 @@ async def tcp_connect(host: str, port: int) -> socket.socket:
             raise
         return sock
     raise last or OSError(f"no address for {host}")
+
+
+def is_socket_dir(host: str) -> bool:
+    """True when ``host`` names a Unix-socket directory, as in libpq and PgBouncer (an absolute
+    path): Postgres listens there on ``.s.PGSQL.<port>``."""
+    return host.startswith("/")
+
+
+def pg_address(host: str, port: int) -> str:
+    """How a Postgres address reads in messages: ``host:port`` or the socket's path."""
+    if is_socket_dir(host):
+        return f'socket "{host.rstrip("/")}/.s.PGSQL.{port}"'
+    return f"{host}:{port}"
+
+
+async def pg_connect(host: str, port: int) -> socket.socket:
+    """A connected non-blocking socket to the Postgres at ``host:port``: TCP, or the Unix socket
+    ``host/.s.PGSQL.port`` when ``host`` is a directory (a pooler beside its Postgres saves the
+    TCP stack's cost on every message, as PgBouncer does with ``host=/var/run/postgresql``)."""
+    if not is_socket_dir(host):
+        return await tcp_connect(host, port)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, f"{host.rstrip('/')}/.s.PGSQL.{port}")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def open_pg_connection(
+    host: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """asyncio streams on a connection from ``pg_connect`` (cancel requests and probes)."""
+    sock = await pg_connect(host, port)
+    if is_socket_dir(host):
+        return await asyncio.open_unix_connection(sock=sock)
+    return await asyncio.open_connection(sock=sock)

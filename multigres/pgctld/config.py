@@ -51,6 +51,15 @@ host    replication  all   ::1/128        scram-sha-256
 """
 
 
+def hba(settings: Mapping[str, object]) -> str:
+    """pg_hba.conf for an instance: ``HBA``, plus password logins on the Unix socket when the
+    settings give it a directory (a pooler beside its Postgres connects there)."""
+    sockets = str(settings.get("unix_socket_directories", "''")).strip("'\" ")
+    if not sockets:
+        return HBA
+    return HBA + "local   all          all                  scram-sha-256\n"
+
+
 def quote_value(value: str) -> str:
     """A postgresql.conf string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -176,7 +176,7 @@ class PgInstance:
         if config.INCLUDE_LINE not in pgconf.read_text():
             with pgconf.open("a") as f:
                 f.write("\n" + config.INCLUDE_LINE + "\n")
-        (self.data_dir / "pg_hba.conf").write_text(config.HBA)
+        (self.data_dir / "pg_hba.conf").write_text(config.hba(s.settings))
         self.run_as.chown_tree(conf)
         self.run_as.chown_tree(self.data_dir / "pg_hba.conf")
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 from multigres._cy.buffer import ReadBuffer, WriteBuffer, build_message
 from multigres._cy.poolcore import BackendCore
 from multigres._cy.relay import Relay
-from multigres.netutil import tcp_connect
+from multigres.netutil import is_socket_dir, open_pg_connection, pg_address, pg_connect
 from multigres.pooler import msgs
 from multigres.pooler.errors import PoolerError
 from multigres.wire import sqlstate as codes
@@ -502,7 +502,7 @@ async def send_cancel(backend: Backend, host: str, port: int, give_up: float = 5
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(give_up):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await open_pg_connection(host, port)
             writer.write(msgs.cancel_request(backend.pid, backend.key))
             await writer.drain()
             await reader.read()
@@ -545,14 +545,15 @@ async def connect(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(connect_timeout):
-            ctx = server_tls_context(tls_mode, tls_ca)
+            # No TLS on a Unix socket (Postgres offers none there; libpq ignores sslmode).
+            ctx = None if is_socket_dir(host) else server_tls_context(tls_mode, tls_ca)
             if ctx is None and relay is not None:
-                sock = await tcp_connect(host, port)
+                sock = await pg_connect(host, port)
                 backend = Backend(pool, auth, server_params)
                 relay.adopt(sock, backend)
             elif ctx is None:
                 _, backend = await loop.create_connection(
-                    lambda: Backend(pool, auth, server_params), host, port
+                    lambda: Backend(pool, auth, server_params), sock=await pg_connect(host, port)
                 )
             else:
                 backend = await _connect_tls(pool, host, port, auth, server_params, ctx,
@@ -561,7 +562,8 @@ async def connect(
     except TimeoutError as e:
         raise PoolerError(
             codes.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-            f"could not connect to the server at {host}:{port} within {connect_timeout:g} s",
+            f"could not connect to the server at {pg_address(host, port)} "
+            f"within {connect_timeout:g} s",
         ) from e
     except ssl.SSLError as e:
         why = (f"certificate verify failed: {e.verify_message}"
@@ -574,8 +576,8 @@ async def connect(
     except OSError as e:
         raise PoolerError(
             codes.SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-            f"could not connect to the server at {host}:{port}: {e.strerror or e}",
-            hint="is Postgres running and accepting TCP connections there?",
+            f"could not connect to the server at {pg_address(host, port)}: {e.strerror or e}",
+            hint="is Postgres running and accepting connections there?",
         ) from e
 
 

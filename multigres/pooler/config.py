@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="YAML file with any of the settings below")
     p.add_argument("--listen", help="HOST:PORT for clients (default 127.0.0.1:6432)")
-    p.add_argument("--pg-host", help="Postgres host (default 127.0.0.1)")
+    p.add_argument("--pg-host", help="Postgres host, or the directory of its Unix socket "
+                   "(an absolute path, as in libpq; default 127.0.0.1)")
     p.add_argument("--pg-port", type=int, help="Postgres port (default 5432)")
     p.add_argument("--pg-user", help="user for the pooler's own queries (default postgres)")
     p.add_argument("--pg-password", help="its password (default: from --userlist)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from multigres._cy.relay import Listener, Relay
+from multigres.netutil import open_pg_connection
 from multigres.pooler import backend as backend_mod
 from multigres.pooler import msgs
 from multigres.pooler.client import Client
@@ -231,7 +232,7 @@ class PoolerServer:
 
         async def send() -> None:
             try:
-                _, writer = await asyncio.open_connection(cfg.pg_host, cfg.pg_port)
+                _, writer = await open_pg_connection(cfg.pg_host, cfg.pg_port)
             except OSError:
                 return
             writer.write(msgs.cancel_request(pid, key))
