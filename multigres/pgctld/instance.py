@@ -39,6 +39,9 @@ from multigres.pgctld.errors import (
 from multigres.pgctld.osuser import RunAs, resolve_run_as
 
 SPEC_FILE = "pgctld.json"
+# A Unix socket's path must fit sockaddr_un (107 bytes in Postgres's check); the lock file
+# beside it is the longest name.
+MAX_SOCKET_PATH = 100
 
 
 @dataclass
@@ -54,6 +57,9 @@ class InstanceSpec:
     durability: Durability | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Also listen on a Unix socket in the instance's run/ directory, for the pooler beside it
+    # (password logins there too). Skipped when the path would be too long for a socket.
+    unix_socket: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -159,8 +165,25 @@ class PgInstance:
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
 
+    def socket_dir(self) -> Path | None:
+        """The directory of this instance's Unix socket, or None (TCP only)."""
+        if not self.spec.unix_socket:
+            return None
+        path = self.inst_dir / "run"
+        if len(str(path / f".s.PGSQL.{self.spec.port}.lock")) > MAX_SOCKET_PATH:
+            return None
+        return path
+
+    def _settings(self) -> dict[str, Any]:
+        settings = dict(self.spec.settings)
+        sock = self.socket_dir()
+        if sock is not None:
+            settings["unix_socket_directories"] = str(sock)
+        return settings
+
     def _write_conf(self) -> None:
         s = self.spec
+        settings = self._settings()
         text = config.render_multigres_conf(
             name=s.name,
             listen=s.listen,
@@ -168,7 +191,7 @@ class PgInstance:
             upstream=s.upstream,
             durability=s.durability,
             conninfo_auth=f"user={s.superuser} passfile={self.pgpass}",
-            settings=s.settings,
+            settings=settings,
         )
         conf = self.data_dir / "multigres.conf"
         conf.write_text(text)
@@ -176,7 +199,7 @@ class PgInstance:
         if config.INCLUDE_LINE not in pgconf.read_text():
             with pgconf.open("a") as f:
                 f.write("\n" + config.INCLUDE_LINE + "\n")
-        (self.data_dir / "pg_hba.conf").write_text(config.hba(s.settings))
+        (self.data_dir / "pg_hba.conf").write_text(config.hba(settings))
         self.run_as.chown_tree(conf)
         self.run_as.chown_tree(self.data_dir / "pg_hba.conf")
 
@@ -335,6 +358,10 @@ class PgInstance:
                 "another process; stop it or give this instance another port"
             )
         self._write_conf()
+        sock = self.socket_dir()
+        if sock is not None:
+            sock.mkdir(exist_ok=True)
+            self.run_as.chown_tree(sock)
         try:
             self.run_as.run(
                 [

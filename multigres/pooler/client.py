@@ -637,7 +637,7 @@ class Client(ClientCore, asyncio.Protocol):
             # to match.)
             if backend.pending > 0:
                 cfg = self.server.config
-                self.server.spawn(send_cancel(backend, cfg.pg_host, cfg.pg_port))
+                self.server.spawn(send_cancel(backend, cfg.server_host, cfg.pg_port))
             self.pool.forget(backend)
             backend.close()
             return
@@ -662,7 +662,7 @@ class Client(ClientCore, asyncio.Protocol):
         backend = self.backend
         if backend is not None and backend.pending > 0:
             cfg = self.server.config
-            self.server.spawn(send_cancel(backend, cfg.pg_host, cfg.pg_port))
+            self.server.spawn(send_cancel(backend, cfg.server_host, cfg.pg_port))
         elif self.waiting and self.state == READY and self.pool is not None:
             # Still waiting for a backend: the statement has not started; it fails as a
             # cancelled one does.

@@ -29,6 +29,9 @@ class PoolerConfig:
     listen_port: int = 6432
     pg_host: str = "127.0.0.1"
     pg_port: int = 5432
+    # The directory of Postgres's Unix socket: the pooler's own connections go there, while
+    # pg_host:pg_port stays the address others reach this Postgres at (the topology record).
+    pg_socket_dir: str | None = None
     # The user and database the pooler itself uses (auth query, health); clients bring their own.
     pg_user: str = "postgres"
     pg_password: str | None = None
@@ -76,6 +79,12 @@ class PoolerConfig:
     def listen(self) -> str:
         return f"{self.listen_host}:{self.listen_port}"
 
+    @property
+    def server_host(self) -> str:
+        """Where the pooler's own connections to Postgres go: the socket directory if there
+        is one, else pg_host (itself a socket directory when it is an absolute path)."""
+        return self.pg_socket_dir or self.pg_host
+
 
 # Settings that RELOAD applies to a running pooler; every other one needs a restart.
 CHANGEABLE = frozenset({
@@ -111,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-host", help="Postgres host, or the directory of its Unix socket "
                    "(an absolute path, as in libpq; default 127.0.0.1)")
     p.add_argument("--pg-port", type=int, help="Postgres port (default 5432)")
+    p.add_argument("--pg-socket-dir", help="connect to Postgres on its Unix socket in this "
+                   "directory (port --pg-port); --pg-host stays the address in the topology")
     p.add_argument("--pg-user", help="user for the pooler's own queries (default postgres)")
     p.add_argument("--pg-password", help="its password (default: from --userlist)")
     p.add_argument("--pg-database", help="database for the pooler's own queries")
@@ -248,6 +259,10 @@ def load(argv: list[str] | None = None) -> PoolerConfig:
         raise ConfigError("health_interval (--health-interval) must be above 0")
     if cfg.stats_period <= 0:
         raise ConfigError("stats_period (--stats-period) must be above 0")
+    if cfg.pg_socket_dir and not cfg.pg_socket_dir.startswith("/"):
+        raise ConfigError(
+            f"pg_socket_dir (--pg-socket-dir): expected an absolute path, got "
+            f"{cfg.pg_socket_dir!r}")
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
     if cfg.topo is not None and not cfg.database:

@@ -72,7 +72,7 @@ class Credentials:
         query = (cfg.auth_query or "").replace("$1", "%s")
         try:
             conn = await psycopg.AsyncConnection.connect(
-                host=cfg.pg_host, port=cfg.pg_port, user=cfg.pg_user, password=password,
+                host=cfg.server_host, port=cfg.pg_port, user=cfg.pg_user, password=password,
                 dbname=cfg.pg_database, connect_timeout=int(cfg.server_connect_timeout) or 5,
                 autocommit=True,
             )

@@ -161,7 +161,7 @@ class HealthMonitor:
             async with asyncio.timeout(timeout):
                 if self._conn is None or self._conn.closed:
                     self._conn = await psycopg.AsyncConnection.connect(
-                        host=cfg.pg_host, port=cfg.pg_port, user=cfg.pg_user,
+                        host=cfg.server_host, port=cfg.pg_port, user=cfg.pg_user,
                         password=pooler_password(cfg), dbname=cfg.pg_database,
                         connect_timeout=max(1, int(timeout)), autocommit=True,
                         application_name="multipooler-health",

@@ -195,7 +195,7 @@ class PoolerServer:
     def _connect(self, pool: Pool) -> asyncio.Future[backend_mod.Backend]:
         cfg = self.config
         fut = asyncio.ensure_future(backend_mod.connect(
-            pool, cfg.pg_host, cfg.pg_port, self.credentials.server_login(pool.user), {},
+            pool, cfg.server_host, cfg.pg_port, self.credentials.server_login(pool.user), {},
             cfg.server_connect_timeout, tls_mode=cfg.server_tls, tls_ca=cfg.server_tls_ca,
             relay=self.relay,
         ))
@@ -232,7 +232,7 @@ class PoolerServer:
 
         async def send() -> None:
             try:
-                _, writer = await open_pg_connection(cfg.pg_host, cfg.pg_port)
+                _, writer = await open_pg_connection(cfg.server_host, cfg.pg_port)
             except OSError:
                 return
             writer.write(msgs.cancel_request(pid, key))

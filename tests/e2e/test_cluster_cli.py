@@ -231,6 +231,8 @@ def test_poolers_serve_with_scram(cluster: Cluster) -> None:
         assert conn.execute("SHOW password_encryption").fetchone() == ("scram-sha-256",)
     with cluster.connect(p.pooler + 1) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        # The pooler beside each instance reaches it on its Unix socket (no server address).
+        assert conn.execute("SELECT inet_server_addr() IS NULL").fetchone() == (True,)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         cluster.connect(p.pooler, password="wrong")
 
@@ -402,7 +404,8 @@ def test_pooler_that_fails_fails_the_start(
     paths = ClusterPaths(cluster_dir)
     lifecycle.init(paths, cfg)
     real = services.pooler_args
-    monkeypatch.setattr(services, "pooler_args", lambda c, p: [*real(c, p), "--workers", "0"])
+    monkeypatch.setattr(services, "pooler_args",
+                        lambda c, p, s=None: [*real(c, p, s), "--workers", "0"])
     said: list[str] = []
     with pytest.raises(lifecycle.ClusterError) as err:
         lifecycle.start(paths, say=said.append)

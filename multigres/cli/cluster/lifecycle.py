@@ -191,6 +191,7 @@ def _spec(cfg: ClusterConfig, plan: InstancePlan) -> InstanceSpec:
         superuser=cfg.pg_user,
         password=cfg.pg_password,
         settings=dict(cfg.pg_settings),
+        unix_socket=True,  # the pooler beside it connects there (see services.pooler_args)
     )
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from multigres.cli.cluster.config import ClusterConfig, InstancePlan
 from multigres.cli.cluster.errors import ClusterError
 from multigres.cli.cluster.state import ClusterPaths, ClusterState
+from multigres.pgctld.instance import SPEC_FILE, PgInstance
 from multigres.procutil import pid_alive
 from multigres.wire.tls import make_self_signed_cert
 
@@ -114,10 +115,13 @@ def running(state: ClusterState, key: str) -> int | None:
     return None
 
 
-def pooler_args(cfg: ClusterConfig, plan: InstancePlan) -> list[str]:
+def pooler_args(cfg: ClusterConfig, plan: InstancePlan,
+                socket_dir: Path | None = None) -> list[str]:
     # The auth query is the pooler's default (on unless --auth-query ''): clients log in with
-    # the SCRAM verifiers of the users that exist in Postgres.
+    # the SCRAM verifiers of the users that exist in Postgres. ``socket_dir``: the instance's
+    # Unix socket, which the pooler uses for its own connections (cheaper than TCP).
     host = cfg.pooler.listen
+    sock = ["--pg-socket-dir", str(socket_dir)] if socket_dir is not None else []
     return [
         "--listen", f"{host}:{plan.pooler_port}",
         "--pg-host", cfg.pg_listen,
@@ -135,6 +139,7 @@ def pooler_args(cfg: ClusterConfig, plan: InstancePlan) -> list[str]:
         "--tablegroup", plan.tablegroup,
         "--shard", plan.shard,
         "--pool-size", str(cfg.pooler.pool_size),
+        *sock,
     ]  # fmt: skip
 
 
@@ -239,6 +244,15 @@ def accepts(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def socket_dir(paths: ClusterPaths, plan: InstancePlan) -> Path | None:
+    """The Unix socket directory of ``plan``'s instance, if its spec has one (instances made
+    before sockets existed have none: their pooler stays on TCP)."""
+    inst_dir = paths.instance_dir(plan.name)
+    if not (inst_dir / SPEC_FILE).exists():
+        return None
+    return PgInstance(inst_dir).socket_dir()
+
+
 def start_poolers(
     cfg: ClusterConfig,
     paths: ClusterPaths,
@@ -253,7 +267,8 @@ def start_poolers(
         pid = running(state, key)
         if pid is None:
             launched = spawn(
-                paths, state, key, pooler_args(cfg, plan), paths.logs / f"{plan.name}-pooler.log"
+                paths, state, key, pooler_args(cfg, plan, socket_dir(paths, plan)),
+                paths.logs / f"{plan.name}-pooler.log"
             )
             started.append(launched)
             waiting.append((plan, launched))
@@ -302,7 +317,7 @@ def start_local(
     if pid is None:
         args = ["local"]
         for plan in plans:
-            args += ["--pooler", shlex.join(pooler_args(cfg, plan))]
+            args += ["--pooler", shlex.join(pooler_args(cfg, plan, socket_dir(paths, plan)))]
         args += ["--gateway", shlex.join(gateway_args(cfg, gateway_tls(paths, say)))]
         launched = spawn(paths, state, LOCAL_KEY, args, paths.logs / "local.log")
         started.append(launched)

@@ -18,6 +18,7 @@ from psycopg import errors
 
 from multigres.pgctld.instance import Endpoint, PgInstance
 from multigres.pgctld.osuser import resolve_run_as
+from multigres.pooler.config import ConfigError, load
 from multigres.testing.pooler import LoginError, RawClient, running_pooler
 from multigres.testing.postgres import PgHarness
 
@@ -80,3 +81,24 @@ def test_wrong_socket_directory_is_a_clear_error(
     assert info.value.sqlstate == "08001", info.value.fields
     assert (f'could not connect to the server at socket "{missing}/.s.PGSQL.{inst.spec.port}"'
             in info.value.fields["M"])
+
+
+def test_socket_dir_beside_the_advertised_tcp_address(socket_pg: tuple[PgInstance, Path]) -> None:
+    """``--pg-socket-dir``: the pooler's connections use the socket, while ``--pg-host`` stays
+    the TCP address it shows (and registers in the topology)."""
+    inst, sock_dir = socket_pg
+    with running_pooler(inst.endpoint(), pool_size=2,
+                        args=["--pg-socket-dir", str(sock_dir)]) as pooler:
+        with pooler.connect() as conn:
+            assert conn.execute("SELECT inet_server_addr() IS NULL").fetchone() == (True,)
+        with pooler.connect(dbname="multigres") as admin:
+            servers = admin.execute("SHOW DATABASES").fetchall()
+        assert any(row[1] == "127.0.0.1" and str(row[2]) == str(inst.spec.port) for row in servers)
+
+
+def test_socket_dir_must_be_absolute() -> None:
+    with pytest.raises(ConfigError, match=r"pg_socket_dir .* absolute path"):
+        load(["--pg-socket-dir", "run/postgresql"])
+    assert load(["--pg-socket-dir", "/run/pg"]).server_host == "/run/pg"
+    assert load(["--pg-host", "/run/pg2"]).server_host == "/run/pg2"
+    assert load([]).server_host == "127.0.0.1"
