@@ -42,7 +42,7 @@ from multigres.vschema.shardmap import ShardMap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.machine import describe as _machine
+from bench.machine import report_per_op
 
 SHARDS = ["-40", "40-80", "80-c0", "c0-"]
 PER_SHARD = 25_000
@@ -152,17 +152,4 @@ def test_merge_bench(benchmark: Any, capsys: pytest.CaptureFixture[str], name: s
     fn, ops, expected = WORKLOADS[name]
 
     assert benchmark(fn) == expected
-
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:  # --benchmark-disable: ran once as a test, nothing timed
-        return
-    mean = stats.stats.mean
-    benchmark.extra_info.update(
-        workload=name, rows=ops, per_row_ns=round(mean / ops * 1e9, 1),
-        rows_per_s=round(ops / mean), machine=_machine(),
-    )
-    with capsys.disabled():
-        print(
-            f"\n  {name}: {mean / ops * 1e9:.0f} ns per row ({ops / mean / 1e6:.2f} M rows/s)"
-            f" [1 thread; {_machine()}]"
-        )
+    report_per_op(benchmark, capsys, name, ops, "row")

@@ -27,7 +27,7 @@ from multigres.sql.plancache import PlanCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.machine import describe as _machine
+from bench.machine import report_per_op
 
 BATCH = 1000
 PGBENCH_SELECT = [
@@ -104,17 +104,4 @@ def test_normalize(benchmark: Any, capsys: pytest.CaptureFixture[str], name: str
         pytest.importorskip("pglast")
 
     assert benchmark(fn) == expected
-
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:  # --benchmark-disable: ran once as a test, nothing timed
-        return
-    mean = stats.stats.mean
-    benchmark.extra_info.update(
-        workload=name, statements=ops, per_statement_us=round(mean / ops * 1e6, 3),
-        machine=_machine(),
-    )
-    with capsys.disabled():
-        print(
-            f"\n  {name}: {mean / ops * 1e6:.2f} us per statement "
-            f"({ops / mean / 1e6:.2f} M/s) [1 thread; {_machine()}]"
-        )
+    report_per_op(benchmark, capsys, name, ops, "statement")

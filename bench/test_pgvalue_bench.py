@@ -54,7 +54,7 @@ from multigres._cy.pgvalue import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.machine import describe as _machine
+from bench.machine import report_per_op
 
 SHARDS = 4
 PER_SHARD = 25_000
@@ -196,20 +196,4 @@ def test_pgvalue(benchmark: Any, capsys: pytest.CaptureFixture[str], name: str) 
     fn, ops, expected = WORKLOADS[name]
 
     assert benchmark(fn) == expected
-
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:  # --benchmark-disable: ran once as a test, nothing timed
-        return
-    mean = stats.stats.mean
-    benchmark.extra_info.update(
-        workload=name,
-        rows=ops,
-        per_row_ns=round(mean / ops * 1e9, 1),
-        rows_per_s=round(ops / mean),
-        machine=_machine(),
-    )
-    with capsys.disabled():
-        print(
-            f"\n  {name}: {mean / ops * 1e9:.0f} ns per row ({ops / mean / 1e6:.2f} M rows/s)"
-            f" [1 thread; {_machine()}]"
-        )
+    report_per_op(benchmark, capsys, name, ops, "row")
