@@ -1754,12 +1754,12 @@ cdef class AggSpec:
             st = _MinMax.__new__(_MinMax)
         elif impl == IMPL_AVG_NUMERIC:
             st = _AvgNumeric.__new__(_AvgNumeric)
-            (<_AvgNumeric>st).sum = _NumSum.__new__(_NumSum)
-            (<_AvgNumeric>st).sum.spec = self
+            (<_Avg>st).sum = _NumSum.__new__(_NumSum)
+            (<_Avg>st).sum.spec = self
         elif impl == IMPL_AVG_FLOAT:
             st = _AvgFloat.__new__(_AvgFloat)
-            (<_AvgFloat>st).sum = _FloatSum.__new__(_FloatSum)
-            (<_AvgFloat>st).sum.spec = self
+            (<_Avg>st).sum = _FloatSum.__new__(_FloatSum)
+            (<_Avg>st).sum.spec = self
         elif impl == IMPL_BOOL_AND or impl == IMPL_BOOL_OR:
             st = _BoolAgg.__new__(_BoolAgg)
             (<_BoolAgg>st).value = -1
@@ -2088,9 +2088,10 @@ cdef class _MinMax(AggState):
         return self.value
 
 
-@cython.final
-cdef class _AvgNumeric(AggState):
-    cdef _NumSum sum
+cdef class _Avg(AggState):
+    """avg's state: the sum (a _NumSum or a _FloatSum) and the count; its partial is the
+    pair (sum, count)."""
+    cdef AggState sum
     cdef int64_t count
 
     cdef int add(self, const unsigned char *p, Py_ssize_t n) except -1:
@@ -2106,45 +2107,38 @@ cdef class _AvgNumeric(AggState):
             return _overflow("bigint out of range")
         return 0
 
-    cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1:
-        if n < 0:
-            return 0
-        self.sum.add(p, n)
+    cdef int count_one(self) except -1:
         if mg_add_i64(self.count, 1, &self.count):
             return _overflow("bigint out of range")
         return 0
-
-    cdef object final_value(self):
-        # int8_avg / numeric_poly_avg / numeric_avg: NULL without rows, NaN and the
-        # infinities as the sum has them, else numeric_div(sum, count).
-        if not self.sum.seen or self.count == 0:
-            return None
-        special = self.sum.special_text()
-        if special is not None:
-            return special
-        return _numeric_div(self.sum.mantissa(), self.sum.scale, self.count)
 
     cdef object partial_value(self):
         return (self.sum.final_value(), _format_i64(self.count))
 
 
 @cython.final
-cdef class _AvgFloat(AggState):
-    cdef _FloatSum sum
-    cdef int64_t count
+cdef class _AvgNumeric(_Avg):
 
-    cdef int add(self, const unsigned char *p, Py_ssize_t n) except -1:
-        return self.sum.add(p, n)
-
-    cdef int add_count(self, const unsigned char *p, Py_ssize_t n) except -1:
-        cdef int64_t v
+    cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1:
         if n < 0:
             return 0
-        if _parse_i64(p, n, &v) < 0:
-            return _bad_value(TC_INT, p, n)
-        if mg_add_i64(self.count, v, &self.count):
-            return _overflow("bigint out of range")
-        return 0
+        self.sum.add(p, n)
+        return self.count_one()
+
+    cdef object final_value(self):
+        # int8_avg / numeric_poly_avg / numeric_avg: NULL without rows, NaN and the
+        # infinities as the sum has them, else numeric_div(sum, count).
+        cdef _NumSum total = <_NumSum>self.sum
+        if not total.seen or self.count == 0:
+            return None
+        special = total.special_text()
+        if special is not None:
+            return special
+        return _numeric_div(total.mantissa(), total.scale, self.count)
+
+
+@cython.final
+cdef class _AvgFloat(_Avg):
 
     cdef int add_input(self, const unsigned char *p, Py_ssize_t n) except -1:
         # float4_accum/float8_accum: Sx += the value as a double (a float4 widened exactly).
@@ -2154,25 +2148,21 @@ cdef class _AvgFloat(AggState):
         if self.spec.input_oid == OID_FLOAT4:
             if _parse_float4(p, n, &fv) < 0:
                 return _bad_value(TC_FLOAT, p, n)
-            self.sum.add_double(<double>fv)
+            (<_FloatSum>self.sum).add_double(<double>fv)
         else:
             self.sum.add(p, n)
-        if mg_add_i64(self.count, 1, &self.count):
-            return _overflow("bigint out of range")
-        return 0
+        return self.count_one()
 
     cdef object final_value(self):
         # float8_avg: Sx / N, N counted in a double. Postgres's Sx starts at 0.0, so it is
         # never -0 (0.0 + -0.0 is 0.0), where the shards' sums of -0 values are.
-        cdef double total = self.sum.total
-        if self.count == 0 or not self.sum.seen:
+        cdef _FloatSum sum = <_FloatSum>self.sum
+        cdef double total = sum.total
+        if self.count == 0 or not sum.seen:
             return None
         if total == 0:
             total = 0.0
         return format_float8(total / <double>self.count)
-
-    cdef object partial_value(self):
-        return (self.sum.final_value(), _format_i64(self.count))
 
 
 @cython.final
