@@ -23,6 +23,23 @@ def _skip_dollar(sql: str, i: int) -> int | None:
     return n if end < 0 else end + len(tag)
 
 
+def _quoted_end(sql: str, i: int, quote: str, *, backslash: bool) -> int:
+    """The index just after the quoted text whose body starts at ``i`` (a doubled quote is
+    one quote character; with ``backslash``, as in E'...', a backslash escapes the next)."""
+    n = len(sql)
+    while i < n:
+        if backslash and sql[i] == "\\":
+            i += 2
+            continue
+        if sql[i] == quote:
+            if i + 1 < n and sql[i + 1] == quote:
+                i += 2
+                continue
+            break
+        i += 1
+    return min(i + 1, n)
+
+
 def skip_token(sql: str, i: int) -> int | None:
     """If a string ('...', E'...'), a quoted identifier, a comment (-- or nested /* */) or a
     dollar-quoted body starts at ``i``, the index just after it; else None. What a scanner
@@ -31,29 +48,9 @@ def skip_token(sql: str, i: int) -> int | None:
     c = sql[i]
     if c == "'" or (c in "eE" and i + 1 < n and sql[i + 1] == "'"
                     and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_"))):
-        backslash = c != "'"
-        i += 1 if c == "'" else 2
-        while i < n:
-            if backslash and sql[i] == "\\":
-                i += 2
-                continue
-            if sql[i] == "'":
-                if i + 1 < n and sql[i + 1] == "'":
-                    i += 2
-                    continue
-                break
-            i += 1
-        return min(i + 1, n)
+        return _quoted_end(sql, i + (1 if c == "'" else 2), "'", backslash=c != "'")
     if c == '"':
-        i += 1
-        while i < n:
-            if sql[i] == '"':
-                if i + 1 < n and sql[i + 1] == '"':
-                    i += 2
-                    continue
-                break
-            i += 1
-        return min(i + 1, n)
+        return _quoted_end(sql, i + 1, '"', backslash=False)
     if c == "-" and sql.startswith("--", i):
         nl = sql.find("\n", i)
         return n if nl < 0 else nl + 1
