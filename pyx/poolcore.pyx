@@ -66,6 +66,10 @@ NO_EFFECTS = _NO_EFFECTS
 cdef object _DEALLOCATE = Kind.DEALLOCATE
 cdef bytes _RFQ_IDLE = msgs.RFQ_IDLE
 cdef bytes _RFQ_FAILED = msgs.RFQ_FAILED
+cdef bytes _RFQ_IN_TX = msgs.RFQ_IN_TX
+# The answers to a deferred BEGIN (see ClientCore._process_c), as Postgres gives them.
+cdef bytes _BEGIN_DONE = msgs.command_complete("BEGIN") + msgs.RFQ_IN_TX
+cdef bytes _START_DONE = msgs.command_complete("START TRANSACTION") + msgs.RFQ_IN_TX
 
 
 cdef inline double _now() noexcept nogil:
@@ -172,6 +176,72 @@ def may_have_effects_bytes(bytes sql):
     return may_have_effects_c(PyBytes_AS_STRING(sql), PyBytes_GET_SIZE(sql))
 
 
+# -- a plain BEGIN --------------------------------------------------------------------------
+
+cdef enum:
+    NOT_BEGIN = 0
+    PLAIN_BEGIN = 1     # BEGIN [WORK | TRANSACTION]: command tag BEGIN
+    PLAIN_START = 2     # START TRANSACTION: command tag START TRANSACTION
+
+
+cdef inline bint _is_blank(unsigned char c) noexcept nogil:
+    return c == 32 or c == 9 or c == 10 or c == 13 or c == 11 or c == 12
+
+
+cdef Py_ssize_t _skip_blanks(const char *p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    while i < n and _is_blank(<unsigned char>p[i]):
+        i += 1
+    return i
+
+
+cdef Py_ssize_t _word(const char *p, Py_ssize_t i, Py_ssize_t n, const char *word) noexcept nogil:
+    """The index after ``word`` (lower case) if it is at p[i] as a whole word, else -1."""
+    cdef Py_ssize_t k = 0
+    while word[k]:
+        if i + k >= n or _lower(<unsigned char>p[i + k]) != <unsigned char>word[k]:
+            return -1
+        k += 1
+    if i + k < n and (_is_letter(<unsigned char>p[i + k]) or p[i + k] == 95
+                      or (p[i + k] >= 48 and p[i + k] <= 57)):
+        return -1
+    return i + k
+
+
+cdef int plain_begin_c(const char *p, Py_ssize_t n) noexcept nogil:
+    """Is this SQL text exactly one BEGIN or START TRANSACTION with no options (blanks and one
+    trailing ";" allowed, no comments)? PLAIN_BEGIN / PLAIN_START, else NOT_BEGIN."""
+    cdef Py_ssize_t i = _skip_blanks(p, 0, n)
+    cdef Py_ssize_t j
+    cdef int kind
+    j = _word(p, i, n, b"begin")
+    if j >= 0:
+        kind = PLAIN_BEGIN
+        i = _skip_blanks(p, j, n)
+        j = _word(p, i, n, b"work")
+        if j < 0:
+            j = _word(p, i, n, b"transaction")
+        if j >= 0:
+            i = j
+    else:
+        j = _word(p, i, n, b"start")
+        if j < 0:
+            return NOT_BEGIN
+        j = _word(p, _skip_blanks(p, j, n), n, b"transaction")
+        if j < 0:
+            return NOT_BEGIN
+        kind = PLAIN_START
+        i = j
+    i = _skip_blanks(p, i, n)
+    if i < n and p[i] == 59:  # ;
+        i = _skip_blanks(p, i + 1, n)
+    return kind if i == n else NOT_BEGIN
+
+
+def plain_begin(bytes sql):
+    """plain_begin_c for tests: 0 (not a plain BEGIN), 1 (BEGIN), 2 (START TRANSACTION)."""
+    return plain_begin_c(PyBytes_AS_STRING(sql), PyBytes_GET_SIZE(sql))
+
+
 cdef inline bint _pinned(object s) except -1:
     """SessionState.pinned, without a Python frame."""
     return bool(s.listening or s.temp_objects or s.advisory_locks or s.sql_prepared
@@ -274,6 +344,8 @@ cdef class PoolCore:
     # The clients' timeouts (config.query_timeout, config.idle_transaction_timeout), here so
     # that the per-message path reads a C field: server.py sets them, and again on RELOAD.
     cdef public double query_timeout, idle_transaction_timeout
+    # config.defer_begin (server.py sets it, and again on RELOAD).
+    cdef public bint defer_begin
     cdef public dict idle  # insertion-ordered set, most recently used last
     cdef public set active
     cdef public Py_ssize_t connecting
@@ -489,6 +561,10 @@ cdef class ClientCore(_Protocol):
     cdef public bint _probe_wanted
     cdef public int _inject_kind
     cdef public bint query_failed, in_batch, _skipping, lost_tx, _fake_rollback
+    # The client's plain BEGIN was answered by the pooler and goes to the server (injected)
+    # only before the client's next statement: a backend is held for the transaction's
+    # statements, not for the client's think time after BEGIN.
+    cdef public bint _begin_deferred
     # The session may pin its backend (effects applied since the last check found nothing);
     # the open transaction has effects or failed (self.tx is not empty). Both spare a look at
     # the Python objects on every ReadyForQuery.
@@ -580,15 +656,25 @@ cdef class ClientCore(_Protocol):
                         self._answer_rollback(t)
                     elif t == M_S:
                         self._skipping = False
-                        self.out.write_raw(_RFQ_FAILED if self.lost_tx else _RFQ_IDLE)
+                        self.out.write_raw(_RFQ_FAILED if self.lost_tx else
+                                           _RFQ_IN_TX if self._begin_deferred else _RFQ_IDLE)
                     continue
                 if self.lost_tx and not self._in_lost_tx(t):
                     self._have_current = False
                     continue
+                if t == M_Q and self.pool.defer_begin and not self._begin_deferred:
+                    if self._defer_begin_c():
+                        self._have_current = False
+                        continue
                 if not self._want_backend_c():
                     break
                 backend = self.backend
             elif backend.injecting:
+                break
+            if self._begin_deferred:
+                # The BEGIN goes first; this message waits for its answer (_resume).
+                self._begin_deferred = False
+                self._inject_begin(backend)
                 break
             self._have_current = False
             if t == M_Q:
@@ -604,6 +690,18 @@ cdef class ClientCore(_Protocol):
         self._flush_backend_c()
         self._flush()
         return 0
+
+    cdef bint _defer_begin_c(self) except -1:
+        """A plain BEGIN from a client without a backend: answer it now, send it later."""
+        cdef Py_ssize_t n
+        cdef const char *p = self.rbuf.message_ptr(&n)
+        cdef int kind = plain_begin_c(p + 5, n - 6) if n > 6 else NOT_BEGIN
+        if kind == NOT_BEGIN:
+            return False
+        self._begin_deferred = True
+        self.queries += 1
+        self.out.write_raw(_BEGIN_DONE if kind == PLAIN_BEGIN else _START_DONE)
+        return True
 
     cdef int _handle_query(self, BackendCore backend) except -1:
         cdef bytes msg

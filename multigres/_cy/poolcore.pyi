@@ -14,6 +14,7 @@ CLOSED: int
 NO_EFFECTS: list[Any]
 
 def may_have_effects_bytes(sql: bytes) -> bool: ...
+def plain_begin(sql: bytes) -> int: ...
 
 class Histogram:
     bounds: tuple[float, ...]
@@ -35,6 +36,7 @@ class PoolCore:
     lifetime: float
     idle_timeout: float
     query_timeout: float
+    defer_begin: bool
     idle_transaction_timeout: float
     idle: dict[Any, None]
     active: set[Any]
@@ -125,6 +127,7 @@ class ClientCore:
     _skipping: bool
     lost_tx: bool
     _fake_rollback: bool
+    _begin_deferred: bool
     _pin_check: bool
     _tx_dirty: bool
     _have_current: bool

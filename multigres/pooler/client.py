@@ -69,7 +69,7 @@ _STMT = ord("S")
 
 STARTUP, AUTH, LOGIN, READY, CLOSED = range(5)
 # What an injected query is for.
-_INJECT_SYNC, _INJECT_AFTER = 0, 1
+_INJECT_SYNC, _INJECT_AFTER, _INJECT_BEGIN = 0, 1, 2
 ADMIN_DATABASES = ("multigres", "pgbouncer")
 
 
@@ -125,6 +125,7 @@ class Client(ClientCore, asyncio.Protocol):
         self._lost_error: bytes | None = None
         # Answering an extended-protocol ROLLBACK (or COMMIT) of a lost transaction.
         self._fake_rollback = False
+        self._begin_deferred = False
         self._have_current = False
         self._reading_paused = False
         self._idle_tx_timer: asyncio.TimerHandle | None = None
@@ -253,6 +254,10 @@ class Client(ClientCore, asyncio.Protocol):
         if self.state == LOGIN:
             self.fatal(error)
             return
+        if self._begin_deferred:
+            # The client was told its transaction began: it is now a failed one.
+            self._begin_deferred = False
+            self.lost_tx = True
         # The statement that wanted a backend fails; the session goes on.
         t = self.rbuf.get_message_type() if self._have_current else _Q
         self._have_current = False
@@ -265,7 +270,14 @@ class Client(ClientCore, asyncio.Protocol):
 
     def _rfq(self) -> bytes:
         """ReadyForQuery for a client that holds no backend."""
-        return msgs.RFQ_FAILED if self.lost_tx else msgs.RFQ_IDLE
+        if self.lost_tx:
+            return msgs.RFQ_FAILED
+        return msgs.RFQ_IN_TX if self._begin_deferred else msgs.RFQ_IDLE
+
+    def _inject_begin(self, backend: Backend) -> None:
+        """The deferred BEGIN (core._process), on the backend this client just took."""
+        self._inject_kind = _INJECT_BEGIN
+        backend.inject("BEGIN", [])
 
     def _sync_settings(self, backend: Backend) -> bool:
         """Bring a newly linked backend to this client's settings (core._link found it not
@@ -282,6 +294,10 @@ class Client(ClientCore, asyncio.Protocol):
         if self._inject_kind == _INJECT_AFTER:
             self._after_injected(backend)
             return
+        if self._inject_kind == _INJECT_BEGIN:
+            self._inject_kind = _INJECT_SYNC
+            self._resume()
+            return
         backend.settings = dict(self.session.settings)
         backend.synced_with = (self.id, self.session.version)
         self._resume()
@@ -294,6 +310,9 @@ class Client(ClientCore, asyncio.Protocol):
             self._probing = self._probe_wanted = False
             self._settle(backend)
             self._resume()
+            return
+        if self._inject_kind == _INJECT_BEGIN:
+            self._begin_failed(backend, fields)
             return
         # Never run a client's statements with settings (a role!) other than its own.
         self.backend = None
@@ -317,6 +336,28 @@ class Client(ClientCore, asyncio.Protocol):
             + fields.get("M", "unknown error"),
             detail=fields.get("D"),
         ))
+
+    def _begin_failed(self, backend: Backend, fields: dict[str, str]) -> None:
+        """The deferred BEGIN failed on the server: the client, told its transaction began,
+        is in a failed transaction (its next statement gets the error; only ROLLBACK or
+        COMMIT is accepted), and nothing of it ran."""
+        self._inject_kind = _INJECT_SYNC
+        self.backend = None
+        backend.unlink()
+        assert self.pool is not None
+        if backend.tx_status == _I:
+            self.pool.release(backend)
+        else:
+            self.pool.forget(backend)
+            backend.close()
+        self.lost_tx = True
+        self._lost_error = msgs.error_response(
+            fields.get("C", codes.CONNECTION_FAILURE),
+            "could not begin the transaction on a server connection: "
+            + fields.get("M", "unknown error"),
+            detail=fields.get("D"),
+        )
+        self._process()
 
     def _resume(self) -> None:
         """Go on with what the client sent while the pooler's own query ran."""
@@ -564,6 +605,8 @@ class Client(ClientCore, asyncio.Protocol):
         self._cancel_timers()
         self._fixups.clear()
         self._probe_wanted = self._probing = False
+        # Died while running the deferred BEGIN: the client's transaction is lost with it.
+        begun = self._inject_kind == _INJECT_BEGIN
         self._inject_kind = _INJECT_SYNC
         self._query_start = self._tx_start = 0.0
         if self.state == LOGIN:
@@ -577,7 +620,7 @@ class Client(ClientCore, asyncio.Protocol):
                 + ", ".join(self.session.pin_reasons()) + ") is gone",
             ))
             return
-        in_tx = backend.tx_status != _I or bool(self.tx)
+        in_tx = begun or backend.tx_status != _I or bool(self.tx)
         pending = backend.pending
         busy = pending > 0 or self.in_batch
         self.inflight.clear()

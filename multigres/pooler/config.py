@@ -53,6 +53,10 @@ class PoolerConfig:
     server_idle_timeout: float = 600.0
     server_connect_timeout: float = 15.0
     max_message_size: int = 64 * 1024 * 1024
+    # Answer a plain BEGIN at once and send it to Postgres with the transaction's first
+    # statement, so that a server connection is not held through the client's think time
+    # after BEGIN (docs/pooler.md: the one visible difference is now()).
+    defer_begin: bool = True
     http_port: int = 0
     grpc_port: int = 0
     workers: int = 1
@@ -91,7 +95,7 @@ CHANGEABLE = frozenset({
     "pool_size", "auth", "userlist", "auth_query", "max_client_conn", "query_wait_timeout",
     "idle_transaction_timeout", "query_timeout", "client_idle_timeout", "server_lifetime",
     "server_idle_timeout", "server_connect_timeout", "max_message_size", "admin_users",
-    "pg_password", "stats_period", "health_interval",
+    "pg_password", "stats_period", "health_interval", "defer_begin",
 })
 # Not settings: derived or bookkeeping fields.
 _NOT_SETTINGS = frozenset({"listen_host", "listen_port", "argv"})
@@ -105,6 +109,8 @@ _DURATIONS = {
 }
 _PORTS = {"http_port", "grpc_port", "pg_port"}
 _PATHS = {"userlist", "tls_cert", "tls_key", "server_tls_ca"}
+_TRUE = ("on", "true", "yes", "1")
+_FALSE = ("off", "false", "no", "0")
 _AUTH_METHODS = ("trust", "cleartext", "md5", "scram")
 _SERVER_TLS = ("disable", "prefer", "require", "verify-ca", "verify-full")
 
@@ -137,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-lifetime", type=float)
     p.add_argument("--server-idle-timeout", type=float)
     p.add_argument("--max-message-size", type=int)
+    p.add_argument("--defer-begin", choices=("on", "off"),
+                   help="answer a plain BEGIN at once and send it with the transaction's "
+                   "first statement (default on)")
     p.add_argument("--http-port", type=int, help="port for /metrics (0: off)")
     p.add_argument("--grpc-port", type=int, help="port for the control-plane gRPC service")
     p.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
@@ -198,6 +207,15 @@ def _convert(key: str, current: Any, value: Any, source: str) -> Any:
         if out < 0:
             raise bad("a number of seconds >= 0")
         return out
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise bad("on or off")
     if isinstance(current, int) and not isinstance(current, bool):
         if isinstance(value, bool) or isinstance(value, float):
             raise bad("an integer")

@@ -182,6 +182,7 @@ class PoolerServer:
             )
             pool.query_timeout = cfg.query_timeout
             pool.idle_transaction_timeout = cfg.idle_transaction_timeout
+            pool.defer_begin = cfg.defer_begin
             if self.paused:
                 pool.pause()
             self.pools[key] = pool
@@ -321,6 +322,7 @@ class PoolerServer:
             pool.idle_timeout = cfg.server_idle_timeout
             pool.query_timeout = cfg.query_timeout
             pool.idle_transaction_timeout = cfg.idle_transaction_timeout
+            pool.defer_begin = cfg.defer_begin
         self.credentials.reload()
 
 

@@ -167,6 +167,7 @@ def test_cancel_while_waiting_for_a_backend(make_pooler: Any) -> None:
         assert b.execute("SELECT 2").fetchone() == (2,)
         # Extended protocol too: the rest of the batch is skipped, the session goes on.
         a.execute("BEGIN")
+        a.execute("SELECT 1")  # (a plain BEGIN alone takes no backend)
         with later(0.3, b.cancel_safe), pytest.raises(errors.QueryCanceled):
             b.execute("SELECT %s::int", (3,))
         a.execute("COMMIT")

@@ -68,6 +68,7 @@ def test_pool_exhausted_within_wait_timeout(make_pooler: MakePooler) -> None:
         assert b.execute("SELECT 2").fetchone() == (2,)
         # In an extended-protocol query too (the rest of the batch is skipped).
         a.execute("BEGIN")
+        a.execute("SELECT 1")  # (a plain BEGIN alone takes no backend)
         with pytest.raises(errors.TooManyConnections):
             b.execute("SELECT %s::int", (1,))
         a.execute("COMMIT")
