@@ -140,6 +140,7 @@ cdef class ReadBuffer:
     cpdef int32_t get_message_length(self) noexcept
     cpdef Py_ssize_t remaining(self) noexcept
     cpdef Py_ssize_t buffered(self) noexcept
+    cdef int peek_type(self) noexcept
     cpdef bytes consume_message(self)
     cpdef bytes message_bytes(self)
 

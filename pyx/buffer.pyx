@@ -320,6 +320,13 @@ cdef class ReadBuffer:
         """Bytes received after the current message (not yet taken as messages)."""
         return self._len - self._pos
 
+    cdef int peek_type(self) noexcept:
+        """The type byte of the message after the current one (complete or not), -1 if no
+        byte of it is here yet."""
+        if self._len - self._pos < 1:
+            return -1
+        return <unsigned char>self._data[self._pos]
+
     cpdef bytes consume_message(self):
         """The unread rest of the current payload (all of it if nothing was read); ends the message."""
         cdef bytes payload

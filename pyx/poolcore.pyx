@@ -55,6 +55,7 @@ cdef enum:
     M_B = 66   # 'B'
     M_E = 69   # 'E'
     M_COPY_DONE = 99  # 'c'
+    M_COMPLETE = 67   # 'C' (CommandComplete from servers)
     ST_I = 73  # 'I'
     ST_E = 69  # 'E'
 
@@ -70,6 +71,11 @@ cdef bytes _RFQ_IN_TX = msgs.RFQ_IN_TX
 # The answers to a deferred BEGIN (see ClientCore._process_c), as Postgres gives them.
 cdef bytes _BEGIN_DONE = msgs.command_complete("BEGIN") + msgs.RFQ_IN_TX
 cdef bytes _START_DONE = msgs.command_complete("START TRANSACTION") + msgs.RFQ_IN_TX
+cdef bytes _BEGIN_QUERY = msgs.query("BEGIN")
+# ClientCore._inject_kind for the deferred BEGIN (client.py's _INJECT_BEGIN).
+cdef enum:
+    INJECT_SYNC = 0
+    INJECT_BEGIN = 2
 
 
 cdef inline double _now() noexcept nogil:
@@ -449,6 +455,8 @@ cdef class BackendCore(_Protocol):
     cdef public Py_ssize_t pending, syncs_sent, syncs_done, _seq
     cdef public object parses, closes, dropping
     cdef public bint error_in_batch, copy, injecting
+    # The injected query is a client's deferred BEGIN (its answer is taken in C).
+    cdef public bint begin_injected
     cdef public object inject_error, inject_rows, held
     cdef public Py_ssize_t queries, bytes_in
     cdef public int cancels_in_flight
@@ -484,12 +492,55 @@ cdef class BackendCore(_Protocol):
             if not self.connected:
                 self._startup_messages()
             elif self.injecting:
-                self._inject_messages()
+                self._injected_c()
             else:
                 self._forward_c()
         except ProtocolError as e:
             self._fail(PoolerError(codes.PROTOCOL_VIOLATION,
                                    f"invalid message from the server: {e}"))
+        return 0
+
+    cdef int _injected_c(self) except -1:
+        """Answers to the pooler's own query: a deferred BEGIN's here, the others in
+        backend.py (_inject_messages)."""
+        if self.begin_injected:
+            return self._begin_answer_c()
+        self._inject_messages()
+        return 0
+
+    cdef int _begin_answer_c(self) except -1:
+        """The answer to a client's deferred BEGIN: CommandComplete, then ReadyForQuery, and
+        the client's statements go on. Anything else (an error, a parameter change) is left
+        to backend.py, which handles every injected query's answers."""
+        cdef ReadBuffer rb = self.rbuf
+        cdef ClientCore client
+        cdef int t
+        while True:
+            t = rb.peek_type()
+            if t != M_COMPLETE and t != M_Z:
+                if t >= 0:
+                    self.begin_injected = False
+                    self._inject_messages()
+                return 0
+            if not rb.take_message():
+                return 0
+            if t == M_Z:
+                break
+        self.tx_status = rb.read_byte()
+        self.injecting = False
+        self.begin_injected = False
+        self.error_in_batch = False
+        client = self.client
+        if client is None:
+            return 0
+        client._inject_kind = INJECT_SYNC
+        if client.state == C_READY:
+            client._process_c()
+        if rb.buffered() and self.client is not None:
+            if self.injecting:
+                self._injected_c()
+            else:
+                self._forward_c()
         return 0
 
     def _forward(self):
@@ -534,7 +585,7 @@ cdef class BackendCore(_Protocol):
             if self.client is None:
                 self._drain_unlinked()
             elif self.injecting:
-                self._inject_messages()
+                self._injected_c()
         return 0
 
 
@@ -672,9 +723,15 @@ cdef class ClientCore(_Protocol):
             elif backend.injecting:
                 break
             if self._begin_deferred:
-                # The BEGIN goes first; this message waits for its answer (_resume).
+                # The BEGIN goes first; this message waits for its answer (a failed BEGIN
+                # must not leave the statements after it to run outside a transaction).
                 self._begin_deferred = False
-                self._inject_begin(backend)
+                self._inject_kind = INJECT_BEGIN
+                backend.injecting = True
+                backend.begin_injected = True
+                backend.inject_error = None
+                backend.held = []
+                self.to_backend.write_raw(_BEGIN_QUERY)
                 break
             self._have_current = False
             if t == M_Q:

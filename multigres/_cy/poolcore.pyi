@@ -85,6 +85,7 @@ class BackendCore:
     error_in_batch: bool
     copy: bool
     injecting: bool
+    begin_injected: bool
     inject_error: dict[str, str] | None
     inject_rows: list[list[bytes | None]]
     held: list[bytes]

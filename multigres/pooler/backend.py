@@ -100,6 +100,7 @@ class Backend(BackendCore, asyncio.Protocol):
         self.copy = False
         # Injected session-state query in flight (its answers go nowhere).
         self.injecting = False
+        self.begin_injected = False
         self.inject_error: dict[str, str] | None = None
         # DataRows an injected query returned (text values), for the pin probe.
         self.inject_rows: list[list[bytes | None]] = []
@@ -225,6 +226,7 @@ class Backend(BackendCore, asyncio.Protocol):
     def inject(self, sql: str, held: list[bytes]) -> None:
         """Run ``sql`` (session state for the linked client) before ``held`` messages."""
         self.injecting = True
+        self.begin_injected = False
         self.inject_error = None
         self.inject_rows = []
         self.held = held
@@ -251,6 +253,7 @@ class Backend(BackendCore, asyncio.Protocol):
             elif t == _Z:
                 self.tx_status = rb.read_byte()
                 self.injecting = False
+                self.begin_injected = False
                 self.error_in_batch = False
                 held, self.held = self.held, []
                 client = self.client

@@ -274,10 +274,6 @@ class Client(ClientCore, asyncio.Protocol):
             return msgs.RFQ_FAILED
         return msgs.RFQ_IN_TX if self._begin_deferred else msgs.RFQ_IDLE
 
-    def _inject_begin(self, backend: Backend) -> None:
-        """The deferred BEGIN (core._process), on the backend this client just took."""
-        self._inject_kind = _INJECT_BEGIN
-        backend.inject("BEGIN", [])
 
     def _sync_settings(self, backend: Backend) -> bool:
         """Bring a newly linked backend to this client's settings (core._link found it not
