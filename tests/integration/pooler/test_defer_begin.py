@@ -44,7 +44,7 @@ def test_begin_holds_no_backend_until_the_first_statement(make_pooler: MakePoole
             b.execute("SELECT 1")
         assert a.execute(f"SELECT v FROM {table}").fetchall() == [("a",)]
         a.execute("ROLLBACK")
-        assert a.info.transaction_status == TransactionStatus.IDLE
+        assert a.info.transaction_status == TransactionStatus.IDLE  # type: ignore[comparison-overlap]
         assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
 
 
