@@ -73,8 +73,14 @@ def run_server(main: Coroutine[Any, Any, None], prog: str,
                user_errors: tuple[type[BaseException], ...]) -> int:
     """Run a server's main coroutine on uvloop: 0 when it stops, 1 (and one line naming
     ``prog``) on an error the user can fix (a taken port, a wrong setting)."""
+    import gc
+
     import uvloop
 
+    # What the imports and the setup made lives as long as the process: out of the cyclic
+    # collector's sight, so that its full collections (which new connections' objects
+    # trigger now and then) do not walk it each time.
+    gc.freeze()
     try:
         uvloop.run(main)
     except user_errors as e:

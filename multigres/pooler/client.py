@@ -231,10 +231,16 @@ class Client(ClientCore, asyncio.Protocol):
             self.flush()
 
     def _finish_login(self, backend: Backend) -> None:
-        for name, value in backend.params.items():
-            if self.reported.get(name) != value:
-                self.reported[name] = value
-                self.send(msgs.parameter_status(name, value))
+        if self.reported:
+            for name, value in backend.params.items():
+                if self.reported.get(name) != value:
+                    self.reported[name] = value
+                    self.send(msgs.parameter_status(name, value))
+        else:
+            # The common case: nothing reported yet, so every parameter, in one message
+            # run built once per set of values (a pool's backends share theirs).
+            self.reported = dict(backend.params)
+            self.send(_parameter_run(tuple(backend.params.items())))
         self.virtual_pid = backend.pid
         self.server.cancel_keys[(self.virtual_pid, self.cancel_key)] = self
         self.send(msgs.backend_key_data(self.virtual_pid, self.cancel_key))
@@ -767,6 +773,20 @@ _BIND_COMPLETE = bytes((ord("2"), 0, 0, 0, 4))
 _NO_DATA = bytes((ord("n"), 0, 0, 0, 4))
 _NO_PARAMETERS = bytes((ord("t"), 0, 0, 0, 6, 0, 0))
 _TX_END_WORDS = (b"rollback", b"abort", b"commit", b"end")
+
+
+_PARAMETER_RUNS: dict[tuple[tuple[str, str], ...], bytes] = {}
+
+
+def _parameter_run(params: tuple[tuple[str, str], ...]) -> bytes:
+    """The ParameterStatus messages for ``params``, cached (a few distinct sets at most)."""
+    run = _PARAMETER_RUNS.get(params)
+    if run is None:
+        if len(_PARAMETER_RUNS) >= 64:
+            _PARAMETER_RUNS.clear()
+        run = b"".join(msgs.parameter_status(name, value) for name, value in params)
+        _PARAMETER_RUNS[params] = run
+    return run
 
 
 def _tx_end(sql: bytes) -> bool:

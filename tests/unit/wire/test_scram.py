@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from multigres.wire import scram
 from multigres.wire.auth_errors import AuthFailed, AuthProtocolError
 from multigres.wire.scram import (
     DEFAULT_ITERATIONS,
@@ -518,3 +519,16 @@ def test_equivalent_passwords_log_in_alike() -> None:
     verifier = make_verifier("I\u00adX\u00a0\u2168")
     assert verifier.verify_password("IX IX")
     run(ScramClient("u", "IX IX"), ScramServer(verifier, "u"))
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 64, 65, 200])
+def test_hmac_under_a_stored_key_is_hmac_sha256(key_length: int) -> None:
+    # RFC 4231 test case 2 first: key "Jefe".
+    assert scram._hmac_stored(b"Jefe", b"what do ya want for nothing?").hex() == (
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    key = bytes(range(key_length % 256)) * (key_length // 256 + 1)
+    key = key[:key_length]
+    for msg in (b"", b"x", bytes(range(256))):
+        assert scram._hmac_stored(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+        # Again, from the cached pads.
+        assert scram._hmac_stored(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
