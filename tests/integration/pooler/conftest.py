@@ -82,6 +82,24 @@ def direct(pg: PgInstance) -> Iterator[psycopg.Connection[Any]]:
         conn.close()
 
 
+@pytest.fixture
+def make_table(direct: psycopg.Connection[Any]) -> Iterator[Callable[[str], str]]:
+    """``make_table(name)`` creates the table ``name (id int PRIMARY KEY, v text)``, open to
+    every role, and gives its name back; the tables are dropped after the test."""
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        direct.execute(f"DROP TABLE IF EXISTS {name}")
+        direct.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v text)")
+        direct.execute(f"GRANT ALL ON {name} TO PUBLIC")
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        direct.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def check_log(pooler: PoolerProcess) -> None:
     errors = pooler.internal_errors()
     if errors is not None:

@@ -21,12 +21,8 @@ MakePooler = Callable[..., PoolerProcess]
 
 
 @pytest.fixture
-def table(direct: psycopg.Connection[Any]) -> Any:
-    direct.execute("DROP TABLE IF EXISTS public.defer_begin")
-    direct.execute("CREATE TABLE public.defer_begin (id int PRIMARY KEY, v text)")
-    direct.execute("GRANT ALL ON public.defer_begin TO PUBLIC")
-    yield "public.defer_begin"
-    direct.execute("DROP TABLE IF EXISTS public.defer_begin")
+def table(make_table: Callable[[str], str]) -> str:
+    return make_table("public.defer_begin")
 
 
 def test_begin_holds_no_backend_until_the_first_statement(make_pooler: MakePooler,

@@ -27,11 +27,8 @@ MakePooler = Callable[..., PoolerProcess]
 
 
 @pytest.fixture
-def table(direct: psycopg.Connection[Any]) -> Any:
-    direct.execute("DROP TABLE IF EXISTS fail_t")
-    direct.execute("CREATE TABLE fail_t (id int PRIMARY KEY, v text)")
-    yield "fail_t"
-    direct.execute("DROP TABLE fail_t")
+def table(make_table: Callable[[str], str]) -> str:
+    return make_table("fail_t")
 
 
 def _kill(direct: psycopg.Connection[Any], pid: int) -> None:
