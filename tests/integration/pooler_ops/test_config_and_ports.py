@@ -77,6 +77,7 @@ def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
         "pool_size: [1, 2]\n": ["pool_size", "expected an integer"],
         "- a list\n": ["expected a mapping"],
         "pool_size: 3\n  bad: indent\n": ["not valid YAML"],
+        "defer_begin: sometimes\n": ["defer_begin", "expected on or off", "'sometimes'"],
     }
     for text, needles in cases.items():
         cfg.write_text(text)
@@ -116,6 +117,21 @@ def test_config_file_settings_and_flags_over_them(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="pool_size"):
         reload(c)
     assert c.admin_users == ["carol"]
+
+
+def test_defer_begin_setting(tmp_path: Path) -> None:
+    assert load([]).defer_begin is True
+    assert load(["--defer-begin", "off"]).defer_begin is False
+    cfg = tmp_path / "p.yaml"
+    for text, want in (("false", False), ("off", False), ('"on"', True), ("yes", True)):
+        cfg.write_text(f"defer_begin: {text}\n")
+        assert load(["--config", str(cfg)]).defer_begin is want, text
+    # RELOAD changes it on a running pooler (server.apply_config passes it to the pools).
+    c = load(["--config", str(cfg)])
+    cfg.write_text("defer_begin: off\n")
+    result = reload(c)
+    assert "defer_begin" in {k for k, _, _ in result.applied}
+    assert c.defer_begin is False
 
 
 def test_pooler_from_config_file(ops_pg: PgInstance, start_pooler: StartPooler,
