@@ -511,6 +511,23 @@ cdef class BackendCore(_Protocol):
                                    f"invalid message from the server: {e}"))
         return 0
 
+    cpdef start_inject(self, list held, bint begin):
+        """The pooler's own query goes out next (the caller sends it): its answers are
+        taken, not forwarded, and ``held`` messages follow them. ``begin``: a client's
+        deferred BEGIN, whose answer is taken in C."""
+        self.injecting = True
+        self.begin_injected = begin
+        self.inject_error = None
+        self.inject_rows = []
+        self.held = held
+
+    cpdef end_inject(self):
+        """The current message is the ReadyForQuery ending the pooler's own query."""
+        self.tx_status = self.rbuf.read_byte()
+        self.injecting = False
+        self.begin_injected = False
+        self.error_in_batch = False
+
     cdef int _injected_c(self) except -1:
         """Answers to the pooler's own query: a deferred BEGIN's here, the others in
         backend.py (_inject_messages)."""
@@ -537,10 +554,7 @@ cdef class BackendCore(_Protocol):
                 return 0
             if t == M_Z:
                 break
-        self.tx_status = rb.read_byte()
-        self.injecting = False
-        self.begin_injected = False
-        self.error_in_batch = False
+        self.end_inject()
         client = self.client
         if client is None:
             return 0
@@ -718,8 +732,7 @@ cdef class ClientCore(_Protocol):
                         self._answer_rollback(t)
                     elif t == M_S:
                         self._skipping = False
-                        self.out.write_raw(_RFQ_FAILED if self.lost_tx else
-                                           _RFQ_IN_TX if self._begin_deferred else _RFQ_IDLE)
+                        self.out.write_raw(self._rfq())
                     continue
                 if self.lost_tx and not self._in_lost_tx(t):
                     self._have_current = False
@@ -738,10 +751,7 @@ cdef class ClientCore(_Protocol):
                 # must not leave the statements after it to run outside a transaction).
                 self._begin_deferred = False
                 self._inject_kind = INJECT_BEGIN
-                backend.injecting = True
-                backend.begin_injected = True
-                backend.inject_error = None
-                backend.held = []
+                backend.start_inject([], True)
                 self.to_backend.write_raw(_BEGIN_QUERY)
                 break
             self._have_current = False
@@ -758,6 +768,12 @@ cdef class ClientCore(_Protocol):
         self._flush_backend_c()
         self._flush()
         return 0
+
+    cpdef bytes _rfq(self):
+        """ReadyForQuery for a client that holds no backend."""
+        if self.lost_tx:
+            return _RFQ_FAILED
+        return _RFQ_IN_TX if self._begin_deferred else _RFQ_IDLE
 
     cdef bint _defer_begin_c(self) except -1:
         """A plain BEGIN from a client without a backend: answer it now, send it later."""

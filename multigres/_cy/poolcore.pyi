@@ -86,6 +86,8 @@ class BackendCore:
     copy: bool
     injecting: bool
     begin_injected: bool
+    def start_inject(self, held: list[bytes], begin: bool) -> None: ...
+    def end_inject(self) -> None: ...
     inject_error: dict[str, str] | None
     inject_rows: list[list[bytes | None]]
     held: list[bytes]
@@ -129,6 +131,7 @@ class ClientCore:
     lost_tx: bool
     _fake_rollback: bool
     _begin_deferred: bool
+    def _rfq(self) -> bytes: ...
     _pin_check: bool
     _tx_dirty: bool
     _have_current: bool

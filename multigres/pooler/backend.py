@@ -225,11 +225,7 @@ class Backend(BackendCore, asyncio.Protocol):
 
     def inject(self, sql: str, held: list[bytes]) -> None:
         """Run ``sql`` (session state for the linked client) before ``held`` messages."""
-        self.injecting = True
-        self.begin_injected = False
-        self.inject_error = None
-        self.inject_rows = []
-        self.held = held
+        self.start_inject(held, False)
         self.write(msgs.query(sql))
 
     def _inject_messages(self) -> None:
@@ -251,10 +247,7 @@ class Backend(BackendCore, asyncio.Protocol):
                     row.append(None if n < 0 else rb.read_bytes(n))
                 self.inject_rows.append(row)
             elif t == _Z:
-                self.tx_status = rb.read_byte()
-                self.injecting = False
-                self.begin_injected = False
-                self.error_in_batch = False
+                self.end_inject()
                 held, self.held = self.held, []
                 client = self.client
                 if client is None:

@@ -274,13 +274,6 @@ class Client(ClientCore, asyncio.Protocol):
             self._skipping = True
         self._process()
 
-    def _rfq(self) -> bytes:
-        """ReadyForQuery for a client that holds no backend."""
-        if self.lost_tx:
-            return msgs.RFQ_FAILED
-        return msgs.RFQ_IN_TX if self._begin_deferred else msgs.RFQ_IDLE
-
-
     def _sync_settings(self, backend: Backend) -> bool:
         """Bring a newly linked backend to this client's settings (core._link found it not
         in sync with them): True when it already is, False when a query to set them runs."""
@@ -317,16 +310,9 @@ class Client(ClientCore, asyncio.Protocol):
             self._begin_failed(backend, fields)
             return
         # Never run a client's statements with settings (a role!) other than its own.
-        self.backend = None
-        backend.unlink()
-        assert self.pool is not None
-        if self._inject_kind == _INJECT_SYNC and backend.tx_status == _I:
-            # The settings went in one query, an implicit transaction: it all rolled back,
-            # and the backend is as it was.
-            self.pool.release(backend)
-        else:
-            self.pool.forget(backend)
-            backend.close()
+        # (The settings went in one query, an implicit transaction: it all rolled back, and
+        # the backend is as it was, unless the query was the after-RESET one.)
+        self._drop_backend(backend, reusable=self._inject_kind == _INJECT_SYNC)
         if self.state == LOGIN:
             # The client's startup parameters: fail as Postgres fails such a login.
             self.fatal(PoolerError(fields.get("C", codes.CONNECTION_FAILURE),
@@ -339,19 +325,24 @@ class Client(ClientCore, asyncio.Protocol):
             detail=fields.get("D"),
         ))
 
+    def _drop_backend(self, backend: Backend, *, reusable: bool) -> None:
+        """Unlink ``backend`` after the pooler's own query on it failed: back to the pool if
+        ``reusable`` and outside a transaction, else closed."""
+        self.backend = None
+        backend.unlink()
+        assert self.pool is not None
+        if reusable and backend.tx_status == _I:
+            self.pool.release(backend)
+        else:
+            self.pool.forget(backend)
+            backend.close()
+
     def _begin_failed(self, backend: Backend, fields: dict[str, str]) -> None:
         """The deferred BEGIN failed on the server: the client, told its transaction began,
         is in a failed transaction (its next statement gets the error; only ROLLBACK or
         COMMIT is accepted), and nothing of it ran."""
         self._inject_kind = _INJECT_SYNC
-        self.backend = None
-        backend.unlink()
-        assert self.pool is not None
-        if backend.tx_status == _I:
-            self.pool.release(backend)
-        else:
-            self.pool.forget(backend)
-            backend.close()
+        self._drop_backend(backend, reusable=True)
         self.lost_tx = True
         self._lost_error = msgs.error_response(
             fields.get("C", codes.CONNECTION_FAILURE),
