@@ -20,3 +20,20 @@ def read_settings(path: str | Path, error: type[Exception]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise error(f"{path}: expected a mapping of settings (key: value lines)")
     return raw
+
+
+_TRUE = ("on", "true", "yes", "1")
+_FALSE = ("off", "false", "no", "0")
+
+
+def parse_on_off(value: Any) -> bool | None:
+    """A boolean setting from YAML (true/false) or a word (on/off, true/false, yes/no, 1/0);
+    None when it is neither."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    return None

@@ -22,3 +22,4 @@ cdef class PipeTransport:
     cdef int send(self, bytes data) except -1
     cdef int _deliver(self, bytes data) except -1
     cdef int _set_protocol(self, object protocol) except -1
+    cdef int _tell_writer(self, bint pause) except -1

@@ -12,7 +12,8 @@ A protocol is never re-entered, though: bytes for a protocol that is still insid
 ``data_received`` (it wrote, and the peer answered at once) wait, and are delivered in order
 when that call returns, as a socket would. A protocol may still be called back from inside
 its writes by the *other* end's answer (update state before writing, as the relay's users do
-anyway). ``pause_reading`` holds deliveries until ``resume_reading``; closing either end tells
+anyway). ``pause_reading`` holds deliveries until ``resume_reading``, and tells the writing protocol
+``pause_writing`` (then ``resume_writing``), as a full socket would; closing either end tells
 both, from the event loop (``call_soon``), never from inside a write.
 """
 
@@ -95,7 +96,10 @@ cdef class PipeTransport:
     # -- reading ---------------------------------------------------------------------------
 
     def pause_reading(self):
+        if self._paused:
+            return
         self._paused = True
+        self._tell_writer(True)
 
     def resume_reading(self):
         if not self._paused:
@@ -103,6 +107,21 @@ cdef class PipeTransport:
         self._paused = False
         if self._held and not self._delivering:
             self._deliver(self._held.pop(0))
+        if not self._paused:
+            self._tell_writer(False)
+
+    cdef int _tell_writer(self, bint pause) except -1:
+        """The protocol writing to this end hears pause_writing / resume_writing, as from a
+        socket whose buffer filled: a pipe holds what it cannot deliver without bound, so the
+        writer must stop, not the pipe."""
+        cdef PipeTransport peer = self.peer
+        if peer is None or peer._closing or self._closing:
+            return 0
+        if pause:
+            peer._protocol.pause_writing()
+        else:
+            peer._protocol.resume_writing()
+        return 0
 
     def is_reading(self):
         return not self._paused

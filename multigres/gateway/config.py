@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from multigres.configfile import read_settings
+from multigres.configfile import parse_on_off, read_settings
 from multigres.netutil import split_hostport
 
 
@@ -37,6 +37,8 @@ class GatewayConfig:
     max_message_size: int = 64 * 1024 * 1024
     pooler_connect_timeout: float = 5.0
     plan_cache_size: int = 5000  # plans (normalized statement texts) kept per gateway
+    # One connection per pooler carries all its sessions (pyx/mux.pyx); off: one each.
+    pooler_mux: bool = True
     # Users (after they authenticated as usual) allowed on the admin console (database
     # ``multigres`` or ``pgbouncer``).
     admin_users: list[str] = field(default_factory=lambda: ["postgres"])
@@ -57,6 +59,7 @@ _INTS = {"http_port", "buffer_size", "max_client_conn", "max_message_size",
 _PATHS = {"tls_cert", "tls_key"}
 _HOSTPORTS = {"listen", "topo"}
 _LISTS = {"admin_users"}
+_BOOLS = {"pooler_mux"}
 
 
 def setting_names() -> list[str]:
@@ -87,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-size", type=int)
     p.add_argument("--pooler-connect-timeout", type=float)
     p.add_argument("--plan-cache-size", type=int, help="plans kept (default 5000)")
+    p.add_argument("--pooler-mux", choices=("on", "off"),
+                   help="carry all sessions to a pooler on one connection (default on)")
     p.add_argument("--admin-users",
                    help="comma-separated users allowed on the admin console (default postgres)")
     return p
@@ -122,6 +127,11 @@ def _apply(cfg: GatewayConfig, key: str, value: Any, source: str) -> None:
             raise bad("a port number" if key == "http_port" else "an integer >= 0")
     elif key in _PATHS:
         value = Path(value) if value else None
+    elif key in _BOOLS:
+        flag = parse_on_off(value)
+        if flag is None:
+            raise bad("on or off")
+        value = flag
     elif key in _LISTS:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

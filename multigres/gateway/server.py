@@ -26,7 +26,7 @@ from multigres.gateway.metrics import GatewayHttp
 from multigres.gateway.plan import Planner, ShardedPlanner
 from multigres.gateway.secrets import UserSecrets
 from multigres.gateway.session import Session
-from multigres.gateway.upstream import LocalPooler, Upstream
+from multigres.gateway.upstream import Carriers, LocalPooler, Upstream
 from multigres.gateway.vschemas import VSchemas
 from multigres.netutil import split_hostport
 from multigres.topo.etcd import EtcdConn
@@ -95,6 +95,7 @@ class GatewayServer:
         self.collations: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.relay: Relay
+        self.carriers: Carriers | None = None
         self.sock: socket.socket | None = None
         self.port = 0
         self.http_sock: socket.socket | None = None
@@ -123,6 +124,7 @@ class GatewayServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.relay = Relay(loop)
+        self.carriers = Carriers(self.relay) if self.config.pooler_mux else None
         await self.discovery.start()
         sock = self.sock or self.bind()
         self.relay.listen(sock, self._new_session)
@@ -142,6 +144,8 @@ class GatewayServer:
             for _, up in parked:
                 up.close()
         self.parked.clear()
+        if self.carriers is not None:
+            self.carriers.close()
         self.relay.close()
         for t in list(self._tasks):
             t.cancel()

@@ -523,7 +523,8 @@ class Session(SessionCore):
                         up = await open_upstream(
                             server.relay, st.id, st.record.host, st.record.port,
                             {k: v for k, v in self.params.items()}, self.login_auth(),
-                            cfg.pooler_connect_timeout, server.local_poolers.get(st.id))
+                            cfg.pooler_connect_timeout, server.local_poolers.get(st.id),
+                            server.carriers)
                     except PgError as e:
                         if not e.sqlstate.startswith("08"):
                             raise  # the pooler's (or Postgres's) own answer: pass it on

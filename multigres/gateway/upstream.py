@@ -9,12 +9,14 @@ data mode: every byte the pooler sends goes to the session's ``upstream_data``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from typing import Protocol
 
 from multigres._cy.buffer import ProtocolError, ReadBuffer, build_message
 from multigres._cy.gatecore import UpstreamCore
+from multigres._cy.mux import MuxCarrier
 from multigres._cy.relay import Relay
 from multigres.netutil import tcp_connect
 from multigres.wire import sqlstate as codes
@@ -26,6 +28,7 @@ from multigres.wire.protocol import build_cancel_request, build_startup_message
 
 _R, _S, _K, _Z, _E, _P = (ord(c) for c in "RSKZEp")
 TERMINATE = build_message(ord("X"))
+log = logging.getLogger("multigres.gateway")
 
 
 # Makes the pooler's protocol object for a new in-process client connection.
@@ -159,6 +162,77 @@ class Upstream(UpstreamCore):
             pass
 
 
+class Carriers:
+    """The gateway's carriers (pyx/mux.pyx): one connection per pooler address carries every
+    session to that pooler, so the statements of a batch of events leave in one send. A
+    pooler that declines (several workers) or does not know the request gets one connection
+    per session, asked again after ``RETRY_DECLINED`` seconds."""
+
+    RETRY_DECLINED = 60.0
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self._open: dict[tuple[str, int], MuxCarrier] = {}
+        self._opening: dict[tuple[str, int], asyncio.Future[MuxCarrier | None]] = {}
+        self._declined: dict[tuple[str, int], float] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    async def get(self, host: str, port: int, within: float) -> MuxCarrier | None:
+        """The open carrier to ``host:port`` (opened now if needed, within ``within``
+        seconds), or None where the pooler declined. OSError: the pooler cannot be reached;
+        TimeoutError: it did not answer."""
+        key = (host, port)
+        carrier = self._open.get(key)
+        if carrier is not None and not carrier.closed:
+            return carrier
+        loop = asyncio.get_running_loop()
+        if self._declined.get(key, 0.0) > loop.time():
+            return None
+        opening = self._opening.get(key)
+        if opening is None:
+            opening = self._opening[key] = loop.create_task(self._connect(key, within))
+            opening.add_done_callback(lambda f: self._opened(key, f))
+        # Shielded: one session giving up (its timeout) does not cancel the others' wait.
+        return await asyncio.shield(opening)
+
+    async def _connect(self, key: tuple[str, int], within: float) -> MuxCarrier | None:
+        carrier = MuxCarrier.client()
+        async with asyncio.timeout(within):
+            sock = await tcp_connect(*key)
+            self.relay.adopt(sock, carrier)  # on failure it closes the socket
+            carrier.on_lost = lambda c: self._lost(key, c)
+            try:
+                carrier.send_request()
+                accepted = await carrier.ready
+            except BaseException:
+                carrier.close()
+                raise
+        if not accepted:
+            carrier.close()
+            self._declined[key] = asyncio.get_running_loop().time() + self.RETRY_DECLINED
+            log.info("pooler at %s:%d takes no carrier: one connection per session", *key)
+            return None
+        self._open[key] = carrier
+        return carrier
+
+    def _opened(self, key: tuple[str, int], f: asyncio.Future[MuxCarrier | None]) -> None:
+        if self._opening.get(key) is f:
+            del self._opening[key]
+        if not f.cancelled():
+            f.exception()  # retrieved: each waiter gets it from its own await
+
+    def _lost(self, key: tuple[str, int], carrier: MuxCarrier) -> None:
+        if self._open.get(key) is carrier:
+            del self._open[key]
+
+    def close(self) -> None:
+        for carrier in list(self._open.values()):
+            carrier.close()
+        self._open.clear()
+
+
 async def open_upstream(
     relay: Relay,
     pooler_id: str,
@@ -168,17 +242,21 @@ async def open_upstream(
     auth: ClientAuthExchange,
     within: float,
     local: LocalPooler | None = None,
+    carriers: Carriers | None = None,
 ) -> Upstream:
-    """A logged-in connection to the pooler at ``host:port``, or to ``local`` (a pooler in
-    this process: joined in memory, no socket). PgError: the pooler's own error (as it sent
-    it: a wrong password, a database that does not exist), or 08006 when it cannot be
-    reached."""
+    """A logged-in connection to the pooler at ``host:port``: a channel of the carrier to it
+    (``carriers``), a connection of its own, or to ``local`` (a pooler in this process: joined
+    in memory, no socket). PgError: the pooler's own error (as it sent it: a wrong password,
+    a database that does not exist), or 08006 when it cannot be reached."""
     up = Upstream(pooler_id, host, port, auth)
     sock: socket.socket | None = None
     try:
         async with asyncio.timeout(within):
+            carrier = await carriers.get(host, port, within) if carriers is not None else None
             if local is not None:
                 pipe(up, local())
+            elif carrier is not None:
+                pipe(up, carrier.open_channel())
             else:
                 sock = await tcp_connect(host, port)
                 relay.adopt(sock, up)

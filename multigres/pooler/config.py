@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multigres.configfile import read_settings
+from multigres.configfile import parse_on_off, read_settings
 from multigres.netutil import split_hostport
 
 
@@ -109,8 +109,6 @@ _DURATIONS = {
 }
 _PORTS = {"http_port", "grpc_port", "pg_port"}
 _PATHS = {"userlist", "tls_cert", "tls_key", "server_tls_ca"}
-_TRUE = ("on", "true", "yes", "1")
-_FALSE = ("off", "false", "no", "0")
 _AUTH_METHODS = ("trust", "cleartext", "md5", "scram")
 _SERVER_TLS = ("disable", "prefer", "require", "verify-ca", "verify-full")
 
@@ -208,14 +206,10 @@ def _convert(key: str, current: Any, value: Any, source: str) -> Any:
             raise bad("a number of seconds >= 0")
         return out
     if isinstance(current, bool):
-        if isinstance(value, bool):
-            return value
-        word = str(value).strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-        raise bad("on or off")
+        flag = parse_on_off(value)
+        if flag is None:
+            raise bad("on or off")
+        return flag
     if isinstance(current, int) and not isinstance(current, bool):
         if isinstance(value, bool) or isinstance(value, float):
             raise bad("an integer")

@@ -134,6 +134,9 @@ class PoolerCollector(Collector):
         c = snap["counters"]
         yield CounterMetricFamily("multipooler_clients_accepted", "Client connections accepted",
                                   value=c["clients_accepted"])
+        yield CounterMetricFamily("multipooler_carriers_accepted",
+                                  "Gateway connections accepted as carriers of many sessions",
+                                  value=c.get("carriers_accepted", 0))
         yield CounterMetricFamily("multipooler_auth_failures", "Failed client logins",
                                   value=c["auth_failures"])
         yield CounterMetricFamily("multipooler_cancel_requests",

@@ -35,6 +35,8 @@ log = logging.getLogger("multigres.pooler")
 @dataclass
 class Stats:
     clients_accepted: int = 0
+    # Gateways' carriers (pyx/mux.pyx): each then counts one client per session it opens.
+    carriers_accepted: int = 0
     auth_failures: int = 0
     cancels: int = 0
 

@@ -13,6 +13,8 @@ import struct
 from typing import TYPE_CHECKING
 
 from multigres._cy.buffer import ProtocolError
+from multigres._cy.mux import MUX_ACCEPT, MUX_DECLINE, MUX_REQUEST_CODE, MuxCarrier
+from multigres._cy.relay import Conn
 from multigres.pooler import msgs
 from multigres.pooler.client import ADMIN_DATABASES, AUTH, CLOSED, STARTUP, Client
 from multigres.pooler.errors import PoolerError
@@ -52,6 +54,9 @@ class StartupHandler:
             elif code == msgs.GSSENC_REQUEST_CODE:
                 # No GSSAPI encryption here: 'N' tells the client to go on without it.
                 client.transport.write(b"N")  # type: ignore[union-attr]
+            elif code == MUX_REQUEST_CODE:
+                self._mux_request(client)
+                return
             elif code == msgs.CANCEL_REQUEST_CODE:
                 pid, key = rb.read_int32(), rb.read_int32()
                 self.server.cancel(pid, key)
@@ -76,6 +81,31 @@ class StartupHandler:
                     f"expected a password message, got message type {chr(rb.get_message_type())!r}",
                 )
             self._auth_step(client, rb.consume_message())
+
+    # -- a gateway's carrier ----------------------------------------------------------------
+
+    def _mux_request(self, client: Client) -> None:
+        """A gateway asks to carry many sessions on this connection (pyx/mux.pyx). Declined
+        by a pooler of several workers: every session on the carrier would land on the one
+        worker that accepted it."""
+        conn = client.transport
+        if self.server.workers > 1 or not isinstance(conn, Conn):
+            conn.write(MUX_DECLINE)  # type: ignore[union-attr]
+            return
+        conn.write(MUX_ACCEPT)
+        # The connection is the carrier's now: the Client that read the request goes away
+        # without a trace (it never logged in), and what followed the request is frames.
+        rest = client.rbuf.take_run() if client.rbuf.buffered() else b""
+        client.state = CLOSED
+        client.transport = None
+        self.server.clients.pop(client.id, None)
+        self.server.connect_times.pop(client.id, None)
+        self.server.stats.carriers_accepted += 1
+        carrier = MuxCarrier.server(self.server.local_client)
+        conn.protocol = carrier
+        carrier.connection_made(conn)
+        if rest:
+            carrier.data_received(rest)
 
     # -- TLS --------------------------------------------------------------------------------
 

@@ -143,6 +143,7 @@ def process_snapshot(server: PoolerServer, detail: bool = False) -> dict[str, An
         "clients": clients,
         "counters": {
             "clients_accepted": server.stats.clients_accepted,
+            "carriers_accepted": server.stats.carriers_accepted,
             "auth_failures": server.stats.auth_failures,
             "cancels": server.stats.cancels,
             "cancels_forwarded": server.meters.cancels_forwarded,
