@@ -73,6 +73,9 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily("multigateway_buffered_sessions",
                                 "Sessions waiting for a serving target (failover buffering)",
                                 value=snap["buffered"])
+        yield GaugeMetricFamily("multigateway_pooler_carriers",
+                                "Open connections each carrying all sessions to one pooler",
+                                value=snap.get("carriers", 0))
         for key, value in snap["counters"].items():
             name, doc = _COUNTER_DOCS.get(key, (f"multigateway_{key}", key))
             yield CounterMetricFamily(name, doc, value=value)

@@ -57,6 +57,7 @@ def snapshot(server: GatewayServer, detail: bool = False) -> dict[str, Any]:
         "ready": is_ready(server),
         "sessions": {"total": sum(states.values()), **states},
         "buffered": server.buffered,
+        "carriers": len(getattr(server, "carriers", None) or ()),
         "counters": counters,
         "poolers": poolers,
         "plan_cache": plan_cache_stats(server),

@@ -252,7 +252,9 @@ async def open_upstream(
     sock: socket.socket | None = None
     try:
         async with asyncio.timeout(within):
-            carrier = await carriers.get(host, port, within) if carriers is not None else None
+            carrier = None
+            if local is None and carriers is not None:
+                carrier = await carriers.get(host, port, within)
             if local is not None:
                 pipe(up, local())
             elif carrier is not None:

@@ -78,3 +78,29 @@ async def test_pause_resume_and_close() -> None:
     await asyncio.sleep(0)
     assert a.lost and b.lost and tb.is_closing()
     assert log == ["b<x", "b<y"]
+
+
+async def test_pausing_a_reader_tells_its_writer() -> None:
+    """A pipe holds what its reader does not take without bound, so pausing the reader must
+    stop the writer, as a full socket buffer would: pause_writing, then resume_writing."""
+    log: list[str] = []
+
+    class Writer(Recorder):
+        def pause_writing(self) -> None:
+            self.log.append(f"{self.name} pause_writing")
+
+        def resume_writing(self) -> None:
+            self.log.append(f"{self.name} resume_writing")
+
+    a, b = Writer("a", log), Writer("b", log)
+    ta, tb = pipe(a, b)
+    tb.pause_reading()
+    tb.pause_reading()  # once paused, no second notice
+    ta.write(b"x")
+    assert log == ["a pause_writing"]
+    tb.resume_reading()
+    assert log == ["a pause_writing", "b<x", "a resume_writing"]
+    ta.close()
+    await asyncio.sleep(0)
+    tb.pause_reading()  # closed: nobody to tell
+    assert log[-1] == "a resume_writing"
