@@ -386,7 +386,11 @@ cdef class MuxCarrier(FastProtocol):
                 raise MuxError(f"channel {channel} opened twice")
             ch = MuxChannel(self, channel)
             self._channels[channel] = ch
-            pipe(ch, self._factory())
+            _, session_end = pipe(ch, self._factory())
+            # The session's addresses are the carrier's (SHOW CLIENTS, logs).
+            (<PipeTransport>session_end).extra = {
+                "peername": self._conn.get_extra_info("peername"),
+                "sockname": self._conn.get_extra_info("sockname")}
         else:
             raise MuxError(f"unexpected frame {chr(kind)!r}")
         return 0

@@ -17,6 +17,7 @@ cdef class PipeTransport:
         bint _paused
         bint _delivering
         list _held
+        public dict extra
 
     # write() without the Python call: delivered to the peer's protocol (or held, see .pyx).
     cdef int send(self, bytes data) except -1

@@ -35,6 +35,9 @@ cdef class PipeTransport:
         self._paused = False
         self._delivering = False
         self._held = []
+        # get_extra_info's answers over its defaults (a carrier's channel: the carrier's
+        # socket addresses).
+        self.extra = None
 
     def __repr__(self):
         return f"<PipeTransport {self._name}{' closing' if self._closing else ''}>"
@@ -145,6 +148,8 @@ cdef class PipeTransport:
         self.close()
 
     def get_extra_info(self, name, default=None):
+        if self.extra is not None and name in self.extra:
+            return self.extra[name]
         if name in ("peername", "sockname"):
             return ("local", 0)
         return default
