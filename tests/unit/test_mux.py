@@ -72,6 +72,18 @@ async def until(predicate: Callable[[], object], what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def ask(relay: Relay, a: socket.socket, b: socket.socket, answer: bytes) -> MuxCarrier:
+    """A gateway's carrier on ``a`` that asked; ``b`` (the server's side) checked the request
+    and gave ``answer``."""
+    carrier = MuxCarrier.client()
+    relay.adopt(a, carrier)
+    carrier.send_request()
+    loop = asyncio.get_running_loop()
+    assert await loop.sock_recv(b, 8) == MUX_REQUEST
+    await loop.sock_sendall(b, answer)
+    return carrier
+
+
 @asynccontextmanager
 async def carrier_pair(echo: bool = True) -> AsyncIterator[Pair]:
     """A gateway-side carrier and a pooler-side one over a loopback socket pair, after the
@@ -88,11 +100,7 @@ async def carrier_pair(echo: bool = True) -> AsyncIterator[Pair]:
         return s
 
     try:
-        gateway = MuxCarrier.client()
-        relay.adopt(a, gateway)
-        gateway.send_request()
-        assert await loop.sock_recv(b, 8) == MUX_REQUEST
-        await loop.sock_sendall(b, MUX_ACCEPT)
+        gateway = await ask(relay, a, b, MUX_ACCEPT)
         assert await asyncio.wait_for(gateway.ready, 5) is True
         pooler = MuxCarrier.server(factory)
         relay.adopt(b, pooler)
@@ -216,11 +224,7 @@ async def test_a_server_that_declines_or_does_not_know_the_request(answer: bytes
     b.setblocking(False)
     relay = Relay(loop)
     try:
-        carrier = MuxCarrier.client()
-        relay.adopt(a, carrier)
-        carrier.send_request()
-        assert await loop.sock_recv(b, 8) == MUX_REQUEST
-        await loop.sock_sendall(b, answer)
+        carrier = await ask(relay, a, b, answer)
         assert await asyncio.wait_for(carrier.ready, 5) is False
         assert carrier.closed
     finally:
