@@ -162,6 +162,18 @@ class Upstream(UpstreamCore):
             pass
 
 
+# A carrier holds every session to its pooler: a peer that vanished without a word (host
+# down, network cut) is noticed after about KEEPIDLE + KEEPCNT * KEEPINTVL seconds of silence.
+KEEPIDLE, KEEPINTVL, KEEPCNT = 10, 5, 3
+
+
+def _keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPIDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPINTVL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT)
+
+
 class Carriers:
     """The gateway's carriers (pyx/mux.pyx): one connection per pooler address carries every
     session to that pooler, so the statements of a batch of events leave in one send. A
@@ -201,6 +213,7 @@ class Carriers:
         carrier = MuxCarrier.client()
         async with asyncio.timeout(within):
             sock = await tcp_connect(*key)
+            _keepalive(sock)
             self.relay.adopt(sock, carrier)  # on failure it closes the socket
             carrier.on_lost = lambda c: self._lost(key, c)
             try:
