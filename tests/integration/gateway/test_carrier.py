@@ -111,9 +111,13 @@ def _serves(port: int) -> bool:
         c.close()
 
 
-def test_a_slow_reader_holds_only_its_own_session(gw_cluster: GatewayCluster) -> None:
+@pytest.mark.parametrize("mode", ["gw_cluster", "local_cluster"])
+def test_a_slow_reader_holds_only_its_own_session(mode: str,
+                                                  request: pytest.FixtureRequest) -> None:
     """A client that stops reading a large result stalls neither the other sessions on the
-    carrier nor the gateway's memory: the pooler stops reading that session's server."""
+    carrier (or, in local mode, the in-memory pipes) nor the gateway's memory: the pooler
+    stops reading that session's server."""
+    gw_cluster: GatewayCluster = request.getfixturevalue(mode)
     assert gw_cluster.gateway.proc is not None
     gateway_pid = gw_cluster.gateway.proc.pid
     slow = RawClient("127.0.0.1", gw_cluster.port, timeout=30)
