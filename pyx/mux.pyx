@@ -17,7 +17,7 @@ gateway then uses one connection per session, as before.
 Frames, both ways: a type byte, an int32 length counting itself, the int32 channel, payload.
 
 - ``O`` (gateway -> pooler) opens a channel: the pooler starts a new client session for it.
-- ``D`` carries the channel's bytes (any run of v3 messages, or part of one).
+- ``D`` carries the channel's bytes (any run of v3 messages, or part of one; at most 1 MB).
 - ``X`` closes the channel (the sender's end is gone; the receiver closes its end).
 - ``P`` / ``R``: the sender's end stopped / resumed reading the channel: the receiver holds
   the channel's writer (backpressure per session: one slow client does not stall the carrier).
@@ -52,8 +52,10 @@ MUX_DECLINE = b"N"
 
 cdef enum:
     HEADER = 9
-    # A frame is one write of one session: never near this unless the peer is broken.
-    MAX_FRAME = 1 << 30
+    # A session's longer writes go out as several frames, so that what a carrier buffers for
+    # one incomplete frame is bounded; a longer frame means a broken (or hostile) peer.
+    FRAME_PAYLOAD_MAX = 1 << 20
+    MAX_FRAME = FRAME_PAYLOAD_MAX + 8
     # Payloads up to this size are copied behind their header and sent in one call.
     SCRATCH_MAX = 16384
     F_OPEN = 79     # 'O'
@@ -106,9 +108,14 @@ cdef class MuxChannel(FastProtocol):
         self._pipe = <PipeTransport?>transport
 
     cdef int relay_data(self, bytes data) except -1:
-        if not self.closed:
-            self._carrier._frame(F_DATA, self.id, PyBytes_AS_STRING(data),
-                                 PyBytes_GET_SIZE(data))
+        cdef const char *p = PyBytes_AS_STRING(data)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef Py_ssize_t step
+        while n > 0 and not self.closed:
+            step = n if n <= FRAME_PAYLOAD_MAX else FRAME_PAYLOAD_MAX
+            self._carrier._frame(F_DATA, self.id, p, step)
+            p += step
+            n -= step
         return 0
 
     def data_received(self, data):
@@ -371,7 +378,13 @@ cdef class MuxCarrier(FastProtocol):
         cdef MuxChannel ch = self._channels.get(channel)
         if kind == F_DATA:
             if ch is not None:
-                ch._deliver(payload, n)
+                try:
+                    ch._deliver(payload, n)
+                except Exception:
+                    # A failure of one session's code ends that session, not the carrier.
+                    log.exception("carrier: session on channel %d failed; closing it", channel)
+                    self._forget(ch, True)
+                    ch._close_local()
             # else: the channel closed here and its X is on the way.
         elif kind == F_CLOSE:
             if ch is not None:

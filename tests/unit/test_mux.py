@@ -30,11 +30,14 @@ class Session(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = asyncio.get_running_loop().create_future()
         self.notices: list[str] = []
+        self.fail = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.fail:
+            raise RuntimeError("a bug in this session's code")
         self.data += data
         if self.echo and self.transport is not None:
             self.transport.write(data)
@@ -201,11 +204,27 @@ async def test_a_session_that_stops_reading_holds_its_writer_only() -> None:
         await until(lambda: fast.notices == ["pause", "resume"], "the gateway's writer")
 
 
-async def test_a_broken_frame_closes_the_carrier_and_its_sessions() -> None:
+async def test_a_session_that_fails_is_closed_alone(caplog: pytest.LogCaptureFixture) -> None:
+    async with carrier_pair() as pair:
+        bad, good = pair.open(), pair.open()
+        await until(lambda: len(pair.started) == 2, "the channels to open")
+        pair.started[0].fail = True
+        assert bad.transport is not None and good.transport is not None
+        bad.transport.write(b"boom")
+        await asyncio.wait_for(bad.lost, 5)
+        good.transport.write(b"fine")
+        await until(lambda: bytes(good.data) == b"fine", "the other session's echo")
+        assert not pair.gateway.closed and not pair.pooler.closed
+        assert "session on channel 1 failed" in caplog.text
+
+
+@pytest.mark.parametrize("length", [3, 1024 * 1024 + 9])
+async def test_a_broken_frame_closes_the_carrier_and_its_sessions(length: int) -> None:
+    """Below the header's own 8 bytes, or above the 1 MB a sender puts in one frame."""
     async with carrier_pair() as pair:
         sessions = [pair.open() for _ in range(3)]
         await until(lambda: len(pair.started) == 3, "the channels to open")
-        pair.pooler.data_received(b"D" + struct.pack("!ii", 3, 1))  # length below 8
+        pair.pooler.data_received(b"D" + struct.pack("!ii", length, 1))
         for s in pair.started:
             await asyncio.wait_for(s.lost, 5)
         for s in sessions:  # the gateway's side sees its carrier close
