@@ -13,8 +13,11 @@ import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 
 from multigres._cy.mux import MUX_ACCEPT, MUX_DECLINE, MUX_REQUEST, MuxCarrier
 from multigres._cy.relay import Relay
@@ -67,8 +70,8 @@ class Pair:
         return s
 
 
-async def until(predicate: Callable[[], object], what: str) -> None:
-    for _ in range(2000):  # 10 s
+async def until(predicate: Callable[[], object], what: str, tries: int = 2000) -> None:
+    for _ in range(tries):  # 2000: 10 s
         if predicate():
             return
         await asyncio.sleep(0.005)
@@ -264,3 +267,86 @@ async def test_the_server_closing_before_it_answers() -> None:
             await asyncio.wait_for(carrier.ready, 5)
     finally:
         relay.close()
+
+
+# A model of many sessions' lives on one carrier: whatever the order of opens, writes both ways
+# and closes from either side, each session's end gets exactly what the other end wrote before
+# the close, and a close reaches the other end.
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("open"), st.just(0), st.just(0)),
+        # Sizes around the 16 KB copy buffer and the 1 MB frame limit.
+        st.tuples(st.sampled_from(["to_pooler", "to_gateway"]), st.integers(0, 7),
+                  st.sampled_from([1, 100, 16384, 16385, 40000, 1_048_576, 1_500_000])),
+        st.tuples(st.sampled_from(["close_gateway", "close_pooler"]), st.integers(0, 7),
+                  st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+# No shrinking: a failing example waits seconds for bytes that never come.
+@settings(max_examples=40, deadline=None,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(ops=_OPS, seed=st.integers(0, 2**32 - 1))
+def test_any_life_of_sessions_on_a_carrier(ops: list[tuple[str, int, int]], seed: int) -> None:
+    asyncio.run(_life(ops, random.Random(seed)))
+
+
+def _opened(pair: Pair, n: int) -> bool:
+    return len(pair.started) >= n
+
+
+def _has(s: Session, n: int) -> bool:
+    return len(s.data) == n
+
+
+async def _life(ops: list[tuple[str, int, int]], rng: random.Random) -> None:
+    async with carrier_pair(echo=False) as pair:
+        gw: list[Session] = []
+        sent_up: list[bytearray] = []    # gateway -> pooler, per session
+        sent_down: list[bytearray] = []  # pooler -> gateway
+        closed: list[bool] = []
+        for op, i, n in [("open", 0, 0), ("open", 0, 0), *ops]:
+            if op == "open":
+                gw.append(pair.open())
+                sent_up.append(bytearray())
+                sent_down.append(bytearray())
+                closed.append(False)
+                continue
+            if not gw:
+                continue
+            i %= len(gw)
+            if closed[i]:
+                continue
+            if op in ("to_gateway", "close_pooler"):
+                # The pooler's end exists once the open frame arrived.
+                await until(partial(_opened, pair, i + 1), "the channel to open")
+            if op == "to_pooler":
+                data = rng.randbytes(n)
+                sent_up[i] += data
+                gw[i].transport.write(data)  # type: ignore[union-attr]
+            elif op == "to_gateway":
+                data = rng.randbytes(n)
+                sent_down[i] += data
+                pair.started[i].transport.write(data)  # type: ignore[union-attr]
+            else:
+                closed[i] = True
+                end = gw[i] if op == "close_gateway" else pair.started[i]
+                end.transport.close()  # type: ignore[union-attr]
+        await until(lambda: len(pair.started) == len(gw), "every channel to open")
+        for i, s in enumerate(gw):
+            peer = pair.started[i]
+            if closed[i]:
+                await asyncio.wait_for(s.lost, 5)
+                await asyncio.wait_for(peer.lost, 5)
+                # Bytes written before the close arrive (or the close overtook them, never
+                # a byte out of order).
+                assert sent_down[i].startswith(bytes(s.data))
+                assert sent_up[i].startswith(bytes(peer.data))
+            else:
+                await until(partial(_has, s, len(sent_down[i])), "bytes down", 400)
+                await until(partial(_has, peer, len(sent_up[i])), "bytes up", 400)
+                assert bytes(s.data) == bytes(sent_down[i])
+                assert bytes(peer.data) == bytes(sent_up[i])
+                assert not s.lost.done() and not peer.lost.done()
