@@ -19,7 +19,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from multigres._cy.buffer cimport ReadBuffer
-from multigres._cy.gatescan cimport scan_client_c, scan_server_c
+from multigres._cy.gatescan cimport cache_get, scan_client_c, scan_server_c
 from multigres._cy.pipe cimport PipeTransport
 from multigres._cy.relay cimport Conn, FastProtocol
 from multigres._cy.sqlnorm cimport LK_INTEGER, LitSpan, Normalized, normalize_ptr
@@ -202,16 +202,13 @@ cdef class SessionCore(FastProtocol):
                   | (<uint32_t><unsigned char>p[3] << 8) | <uint32_t><unsigned char>p[4])
         if length + 1 != n or p[n - 1] != 0:
             return False  # not exactly one whole Query
-        if not len(self.direct_plans):
-            return False
         try:
             norm = normalize_ptr(p + 5, n - 6, None, True)
         except ValueError:
             return False
-        key = (self.database, norm.text)
-        if key not in self.direct_plans:
-            return False
-        plan = self.direct_plans.get(norm.text, self.database)
+        plan = cache_get(self.direct_plans, norm.text, self.database)
+        if plan is None:
+            return False  # the Python path plans it (and counts the miss)
         route = plan.direct
         table = self.shard_tables.get(route.tablegroup)
         index = route.param - norm.param_base  # $n among the literals lifted from the text

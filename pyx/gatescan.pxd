@@ -6,3 +6,6 @@
 
 cdef Py_ssize_t scan_client_c(bytes data, object plans, object extra) except -2
 cdef Py_ssize_t scan_server_c(bytes data) except -2
+
+# PlanCache.get(text, extra) without its Python frame: the plan, or None (a miss, not counted).
+cdef object cache_get(object plans, bytes text, object extra)

@@ -52,16 +52,23 @@ cdef bint _has(const char *p, Py_ssize_t n, const char *needle, Py_ssize_t k) no
     return False
 
 
-cdef bint _cache_hit(object plans, bytes text, object extra) except -1:
+cdef object cache_get(object plans, bytes text, object extra):
     """PlanCache.get without its Python frame (a hit: the entry's reference bit and the hit
     count, as get() does; a miss counts nothing). It reads the cache's entries the way
     multigres/sql/plancache.py lays them out: a dict from (extra, text) to [plan, ref, ...]."""
-    cdef object entry = (<dict?>plans._entries).get(text if extra is None else (extra, text))
+    cdef dict entries = <dict?>plans._entries
+    if not entries:
+        return None
+    cdef object entry = entries.get(text if extra is None else (extra, text))
     if entry is None:
-        return False
+        return None
     (<list?>entry)[1] = True
     plans.hits += 1
-    return True
+    return (<list>entry)[0]
+
+
+cdef inline bint _cache_hit(object plans, bytes text, object extra) except -1:
+    return cache_get(plans, text, extra) is not None
 
 
 def scan_client(bytes data, object plans=None, object extra=None):
