@@ -273,7 +273,7 @@ cdef class MuxCarrier(FastProtocol):
         """A new channel (the pooler starts a session for it); join it to the session's
         protocol with ``pipe(protocol, channel)``."""
         cdef MuxChannel ch
-        if self._state != H_OPEN:
+        if self._state != H_OPEN or self._conn is None or self._conn.closing:
             raise ConnectionResetError("the carrier to the pooler is closed")
         while self._next_id in self._channels:
             self._advance_id()

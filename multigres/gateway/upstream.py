@@ -181,12 +181,17 @@ class Carriers:
     per session, asked again after ``RETRY_DECLINED`` seconds."""
 
     RETRY_DECLINED = 60.0
+    # A carrier that carried no session for this long is closed (checked every half of it):
+    # a pooler that left the topology but still runs keeps no socket of ours.
+    IDLE_CLOSE = 60.0
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
         self._open: dict[tuple[str, int], MuxCarrier] = {}
         self._opening: dict[tuple[str, int], asyncio.Future[MuxCarrier | None]] = {}
         self._declined: dict[tuple[str, int], float] = {}
+        self._idle_since: dict[tuple[str, int], float] = {}
+        self._sweep_handle: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._open)
@@ -228,7 +233,28 @@ class Carriers:
             log.info("pooler at %s:%d takes no carrier: one connection per session", *key)
             return None
         self._open[key] = carrier
+        if self._sweep_handle is None:
+            self._sweep_handle = asyncio.get_running_loop().call_later(
+                self.IDLE_CLOSE / 2, self._sweep)
         return carrier
+
+    def _sweep(self) -> None:
+        """Close the carriers that have carried no session since the last two sweeps."""
+        self._sweep_handle = None
+        now = asyncio.get_running_loop().time()
+        for key, carrier in list(self._open.items()):
+            if carrier.channels:
+                self._idle_since.pop(key, None)
+                continue
+            since = self._idle_since.setdefault(key, now)
+            if now - since >= self.IDLE_CLOSE:
+                # Out of the table first: no session may be handed a closing carrier.
+                del self._open[key]
+                del self._idle_since[key]
+                carrier.close()
+        if self._open:
+            self._sweep_handle = asyncio.get_running_loop().call_later(
+                self.IDLE_CLOSE / 2, self._sweep)
 
     def _opened(self, key: tuple[str, int], f: asyncio.Future[MuxCarrier | None]) -> None:
         if self._opening.get(key) is f:
@@ -239,8 +265,12 @@ class Carriers:
     def _lost(self, key: tuple[str, int], carrier: MuxCarrier) -> None:
         if self._open.get(key) is carrier:
             del self._open[key]
+            self._idle_since.pop(key, None)
 
     def close(self) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         for carrier in list(self._open.values()):
             carrier.close()
         self._open.clear()

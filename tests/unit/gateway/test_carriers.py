@@ -15,6 +15,7 @@ from multigres._cy.mux import MUX_REQUEST
 from multigres._cy.relay import Relay
 from multigres.gateway.upstream import KEEPIDLE, Carriers
 from multigres.netutil import free_port
+from multigres.wire.pipe import pipe
 
 
 class FakePooler:
@@ -109,3 +110,22 @@ async def test_nobody_listening() -> None:
     finally:
         relay.close()
 
+
+
+async def test_an_idle_carrier_is_closed_and_a_busy_one_is_not() -> None:
+    """A carrier that carries no session for IDLE_CLOSE seconds goes (its pooler may have left
+    the topology and still run); one with a session stays; the next session opens anew."""
+    async with pooler(b"M") as (fake, port, carriers):
+        carriers.IDLE_CLOSE = 0.2
+        idle = await carriers.get("127.0.0.1", port, 5)
+        assert idle is not None
+        for _ in range(100):
+            if idle.closed:
+                break
+            await asyncio.sleep(0.02)
+        assert idle.closed and len(carriers) == 0
+        busy = await carriers.get("127.0.0.1", port, 5)
+        assert busy is not None and busy is not idle and fake.accepted == 2
+        pipe(asyncio.Protocol(), busy.open_channel())
+        await asyncio.sleep(0.6)  # three sweeps
+        assert not busy.closed and await carriers.get("127.0.0.1", port, 5) is busy
