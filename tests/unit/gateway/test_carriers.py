@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from multigres._cy.mux import MUX_REQUEST
+from multigres._cy.mux import MUX_REQUEST, MuxCarrier
 from multigres._cy.relay import Relay
 from multigres.gateway.upstream import KEEPIDLE, Carriers
 from multigres.netutil import free_port
@@ -55,6 +55,14 @@ async def pooler(answer: bytes | None) -> AsyncIterator[tuple[FakePooler, int, C
         server.close()
 
 
+async def until_closed(carrier: MuxCarrier) -> None:
+    for _ in range(250):
+        if carrier.closed:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the carrier did not close within 5 s")
+
+
 def keepalive_timer_on(local_port: int) -> bool:
     """/proc/net/tcp's timer column says 2 (keepalive) for the socket on ``local_port``."""
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
@@ -79,11 +87,8 @@ async def test_a_broken_carrier_is_replaced() -> None:
         first = await carriers.get("127.0.0.1", port, 5)
         assert first is not None
         fake.writers[0].close()  # the pooler restarted
-        for _ in range(200):
-            if first.closed:
-                break
-            await asyncio.sleep(0.01)
-        assert first.closed and len(carriers) == 0
+        await until_closed(first)
+        assert len(carriers) == 0
         second = await carriers.get("127.0.0.1", port, 5)
         assert second is not None and second is not first and fake.accepted == 2
 
@@ -119,11 +124,8 @@ async def test_an_idle_carrier_is_closed_and_a_busy_one_is_not() -> None:
         carriers.IDLE_CLOSE = 0.2
         idle = await carriers.get("127.0.0.1", port, 5)
         assert idle is not None
-        for _ in range(100):
-            if idle.closed:
-                break
-            await asyncio.sleep(0.02)
-        assert idle.closed and len(carriers) == 0
+        await until_closed(idle)
+        assert len(carriers) == 0
         busy = await carriers.get("127.0.0.1", port, 5)
         assert busy is not None and busy is not idle and fake.accepted == 2
         pipe(asyncio.Protocol(), busy.open_channel())
