@@ -227,8 +227,7 @@ class Carriers:
             except BaseException:
                 carrier.close()
                 raise
-        if not accepted:
-            carrier.close()
+        if not accepted:  # (the carrier closed its connection on the answer)
             self._declined[key] = asyncio.get_running_loop().time() + self.RETRY_DECLINED
             log.info("pooler at %s:%d takes no carrier: one connection per session", *key)
             return None
